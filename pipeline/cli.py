@@ -1,0 +1,96 @@
+"""The `dolma-prep` command line. Thin: parse arguments, call one entry function, report.
+
+Exit codes: 0 success; 1 an internal error (a bug: traceback shown); 2 a user error (bad mix
+file, missing input, unwritable output: a one-line message, no traceback); 3 the run finished
+but some input records were rejected (counted in the manifest, written under rejects/);
+4 `stats` found outputs that disagree with the manifest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .io import InputError
+
+EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_REJECTS, EXIT_INCONSISTENT = 0, 1, 2, 3, 4
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .mixfile import load_mix
+    from .run import run
+    from .stats import compute, render
+
+    mix = load_mix(args.mix, data_root=args.data_root, output=args.output)
+    manifest = run(mix, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet, force=args.force)
+    if not args.quiet:
+        render(compute(mix.output))
+        print(f"finished in {manifest['_elapsed_s']:.1f}s; outputs in {mix.output}")
+    if manifest["rejected"]:
+        print(f"warning: {manifest['rejected']} bad input records were rejected; "
+              f"reasons and lines are in {mix.output}/rejects/", file=sys.stderr)
+        return EXIT_REJECTS
+    return EXIT_OK
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from .stats import compute, render
+
+    result = compute(args.output)
+    if args.json:
+        print(json.dumps(result, indent=1, sort_keys=True))
+    else:
+        render(result)
+    return EXIT_INCONSISTENT if result["errors"] else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dolma-prep",
+        description="Curate Dolma-style documents into OLMo-ready token arrays, on Ray.",
+        epilog="Run `dolma-prep COMMAND --help` for the options of each command.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a mix file end to end: tag, dedup, select, tokenize",
+                       description="Run every stage of a mix file on Ray and write tokens/<source>/part-*.npy, "
+                                   "their .csv.gz indexes and manifest.json under the output folder. "
+                                   "A rerun of the same mix resumes where the last one stopped.")
+    r.add_argument("mix", help="the mix file (YAML), e.g. mixes/anneal.yaml")
+    r.add_argument("--data-root", help="folder or URL (s3://...) the sources' globs are relative to "
+                                       "(default: the mix file's data_root, else the bundled sample)")
+    r.add_argument("--output", "-o", help="output folder or URL (default: the mix file's output, else out/<name>)")
+    r.add_argument("--workers", "-w", type=int, help="local Ray worker processes (default: all cores)")
+    r.add_argument("--ray-address", help="join an existing Ray cluster at this address instead of starting one")
+    r.add_argument("--force", action="store_true", help="discard an output folder holding a run of another config")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary table")
+    r.set_defaults(fn=_cmd_run)
+
+    s = sub.add_parser("stats", help="documents and tokens per source of a finished run",
+                       description="Count documents and tokens per source from the run's indexes, cross-checked "
+                                   "against the array sizes and the manifest (exit 4 on any disagreement).")
+    s.add_argument("output", help="the output folder of a `dolma-prep run`")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(fn=_cmd_stats)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER
+    except Exception as e:  # a user error raised inside a Ray task arrives wrapped
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, InputError):
+            print(f"error: {cause}", file=sys.stderr)
+            return EXIT_USER
+        raise
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Dolma documents and attribute files in and out, for local paths and any fsspec URL.
+
+Everything here streams: a file is read line by line through a decompressing stream and
+written through a compressing one, so memory never grows with file size.
+
+Reading never raises on a bad record: `read_documents` yields `Record`s that carry either a
+parsed document or the reason it was rejected, with the file and 1-based line number, so a
+stage can count and set aside the bad record and go on with the rest of the shard.
+"""
+from __future__ import annotations
+
+import glob as _glob
+import gzip
+import io
+import json
+import os
+import re
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from typing import IO, Any, Iterator
+
+import fsspec
+import zstandard
+
+DOC_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".jsonl.zstd")
+MAX_REJECT_PREVIEW = 2000
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class InputError(Exception):
+    """A user-facing problem with input data or configuration (no traceback shown)."""
+
+
+@dataclass
+class Record:
+    """One line of a documents file: a document, or the reason it could not be one."""
+
+    path: str
+    line: int  # 1-based
+    doc: dict[str, Any] | None = None
+    error: str | None = None
+    raw: str = ""
+    fatal: bool = False  # the stream itself broke here (corrupt or truncated file)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class FileStats:
+    lines: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts for local paths and URLs alike."""
+    out = base.rstrip("/")
+    for p in parts:
+        if p:
+            out = out + "/" + p.strip("/")
+    return out
+
+
+def relpath(path: str, root: str) -> str:
+    root = root.rstrip("/") + "/"
+    if not path.startswith(root):
+        raise InputError(f"{path} is not under {root}")
+    return path[len(root):]
+
+
+def expand_globs(root: str, patterns: list[str]) -> list[str]:
+    """Expand glob patterns relative to `root` (local folder or URL); sorted, deduplicated."""
+    found: set[str] = set()
+    for pat in patterns:
+        full = pat if (is_remote(pat) or os.path.isabs(pat)) else join(root, pat)
+        if is_remote(full):
+            fs, _, _ = fsspec.get_fs_token_paths(full)
+            proto = full.split("://", 1)[0]
+            matches = [f"{proto}://{m}" if "://" not in m else m for m in fs.glob(full)]
+        else:
+            matches = _glob.glob(full, recursive=True)
+        found.update(m for m in matches if m.endswith(DOC_SUFFIXES))
+    return sorted(found)
+
+
+def _compression(path: str) -> str | None:
+    if path.endswith(".gz"):
+        return "gzip"
+    if path.endswith((".zst", ".zstd")):
+        return "zstd"
+    return None
+
+
+def open_binary(path: str, mode: str = "rb") -> IO[bytes]:
+    """Open a local path or fsspec URL as a binary (decompressed) stream."""
+    comp = _compression(path)
+    raw = fsspec.open(path, mode).open()
+    if comp == "gzip":
+        return gzip.GzipFile(filename="", fileobj=raw, mode=mode, mtime=0) if "w" in mode else gzip.GzipFile(fileobj=raw, mode=mode)
+    if comp == "zstd":
+        if "w" in mode:
+            return zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+    return raw
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, bytes | None, str | None]]:
+    """Yield (line_no, raw bytes, None) for each line, then (line_no, None, error) if the
+    stream breaks (truncated gzip, corrupt zstd); never raises on corrupt data."""
+    line_no = 0
+    try:
+        with open_binary(path) as f:
+            buffered = io.BufferedReader(f, buffer_size=1 << 20) if not isinstance(f, io.BufferedReader) else f
+            for line_no, raw in enumerate(buffered, start=1):
+                yield line_no, raw, None
+    except (EOFError, OSError, zlib.error, zstandard.ZstdError) as e:
+        yield line_no + 1, None, f"corrupt or truncated file ({type(e).__name__}: {e}); lines after {line_no} lost"
+
+
+def parse_document(raw: bytes, path: str, line: int) -> Record:
+    """Decode and validate one JSON line as a Dolma document."""
+    preview = raw[:MAX_REJECT_PREVIEW].decode("utf-8", "replace")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Record(path, line, error=f"invalid UTF-8 at byte {e.start}", raw=preview)
+    if line == 1 and text.startswith("\ufeff"):
+        text = text[1:]  # tolerate a UTF-8 byte-order mark
+    text = text.rstrip("\r\n")
+    if not text.strip():
+        return Record(path, line, error="empty line", raw=preview)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        return Record(path, line, error=f"not valid JSON: {e.msg} at column {e.colno}", raw=preview)
+    if not isinstance(doc, dict):
+        return Record(path, line, error=f"expected a JSON object, found {type(doc).__name__}", raw=preview)
+    for key in ("id", "text", "source"):
+        if key not in doc:
+            return Record(path, line, error=f"missing field '{key}'", raw=preview)
+    if not isinstance(doc["text"], str):
+        return Record(path, line, error=f"field 'text' must be a string, found {type(doc['text']).__name__}", raw=preview)
+    if not isinstance(doc["id"], (str, int)) or isinstance(doc["id"], bool):
+        return Record(path, line, error=f"field 'id' must be a string or integer, found {type(doc['id']).__name__}", raw=preview)
+    if _SURROGATE.search(doc["text"]):
+        return Record(path, line, error="field 'text' holds lone UTF-16 surrogates", raw=preview)
+    return Record(path, line, doc=doc)
+
+
+def read_documents(path: str) -> Iterator[Record]:
+    """Stream the records of a documents file, checking ids are unique within the file."""
+    seen: set[str] = set()
+    for line, raw, err in iter_lines(path):
+        if err is not None:
+            yield Record(path, line, error=err, fatal=True)
+            return
+        rec = parse_document(raw, path, line)
+        if rec.ok:
+            key = str(rec.doc["id"])
+            if key in seen:
+                rec = Record(path, line, error=f"duplicate id {key!r} within the file", raw=rec.raw)
+            else:
+                seen.add(key)
+        yield rec
+
+
+def read_jsonl(path: str) -> Iterator[tuple[int, dict | None, str | None]]:
+    """Stream any JSONL file (attributes, rejects) as (line_no, obj, error)."""
+    for line, raw, err in iter_lines(path):
+        if err is not None:
+            yield line, None, err
+            return
+        try:
+            yield line, json.loads(raw), None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            yield line, None, f"not valid JSON ({e})"
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class AtomicWriter:
+    """Write a (possibly compressed) file under a temporary name; `commit()` renames it into
+    place, so a reader never sees a half-written file and a killed task leaves no output."""
+
+    def __init__(self, path: str):
+        self.path = path
+        suffix = "".join(s for s in (".gz", ".zst") if path.endswith(s))
+        self.tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}{suffix}"
+        if not is_remote(path):
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self._f = open_binary(self.tmp, "wb")
+
+    def write_line(self, obj: Any) -> None:
+        self._f.write(dumps(obj).encode("utf-8") + b"\n")
+
+    def write(self, data: bytes) -> None:
+        self._f.write(data)
+
+    def commit(self) -> None:
+        self._f.close()
+        move(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self._f.close()
+        finally:
+            remove(self.tmp)
+
+    def __enter__(self) -> "AtomicWriter":
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def move(src: str, dst: str) -> None:
+    if is_remote(dst):
+        fs, _, _ = fsspec.get_fs_token_paths(dst)
+        fs.mv(src, dst)
+    else:
+        os.replace(src, dst)
+
+
+def remove(path: str) -> None:
+    fs, _, _ = fsspec.get_fs_token_paths(path)
+    try:
+        fs.rm(path)
+    except FileNotFoundError:
+        pass
+
+
+def exists(path: str) -> bool:
+    fs, _, _ = fsspec.get_fs_token_paths(path)
+    return fs.exists(path)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    w = AtomicWriter(path)
+    w.write(text.encode("utf-8"))
+    w.commit()
+
+
+def read_text(path: str) -> str:
+    with fsspec.open(path, "rt", encoding="utf-8") as f:
+        return f.read()
+
+
+def file_size(path: str) -> int:
+    fs, _, _ = fsspec.get_fs_token_paths(path)
+    return int(fs.size(path))
+
+
+def list_files(root: str, suffix: str = "") -> list[str]:
+    """All files under a folder (local or URL), sorted."""
+    fs, _, _ = fsspec.get_fs_token_paths(root)
+    if not fs.exists(root):
+        return []
+    proto = root.split("://", 1)[0] + "://" if is_remote(root) else ""
+    out = [proto + p if proto and "://" not in p else p for p in fs.find(root)]
+    return sorted(p for p in out if p.endswith(suffix) and ".tmp-" not in p)

@@ -1,0 +1,91 @@
+"""The run manifest: what went in, what each stage did per source, what came out.
+
+Deterministic by construction: no timestamps, no absolute paths (outputs are relative to the
+output folder, inputs relative to the data root), keys sorted when written.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+from . import io
+from .mixfile import MixFile
+from .runtime import Shard
+
+MANIFEST_VERSION = 1
+
+
+def _add(d: dict, key: str, v) -> None:
+    d[key] = d.get(key, 0) + v
+
+
+def build_manifest(mix: MixFile, shards: list[Shard], stage_stats: dict[str, dict], dedup_stats: dict,
+                   sampling: dict[str, float]) -> dict:
+    per: dict[str, dict] = defaultdict(lambda: defaultdict(dict))
+    inputs, token_files = [], []
+    rejected_total = 0
+    for s in shards:
+        src = per[s.source]
+        inputs.append({"source": s.source, "path": s.rel, "bytes": io.file_size(s.path)})
+        sel = stage_stats["select"][s.key]
+        tok = stage_stats["tokenize"][s.key]
+        if "tag" in stage_stats:
+            tg = stage_stats["tag"][s.key]
+            read_docs, rej = tg["documents_in"], tg["rejected"]
+            _add(src["tagged"], "documents", tg["documents_in"])
+        else:
+            read_docs, rej = sel["documents_in"], sel.get("read_rejected", 0)
+        _add(src["read"], "documents", read_docs)
+        _add(src["read"], "rejected", rej)
+        _add(src["read"], "chars", sel["chars_in"])
+        rejected_total += rej + sel.get("rejected", 0) + tok.get("rejected", 0)
+        for reason, n in sel["dropped"].items():
+            stage = "deduplicated" if reason.startswith("dedup:") else "filtered"
+            src[stage].setdefault("removed_by", {})
+            _add(src[stage]["removed_by"], reason.split(": ", 1)[1] if stage == "deduplicated" else reason, n)
+        _add(src["selected"], "documents", sel["documents_kept"])
+        _add(src["selected"], "chars", sel["chars_kept"])
+        _add(src["selected"], "rejected", sel.get("rejected", 0))
+        _add(src["sampled"], "documents_unique", tok["documents_sampled"])
+        _add(src["sampled"], "documents", tok["documents_out"])
+        _add(src["sampled"], "tokens_before", tok["tokens_unsampled"])
+        _add(src["tokenized"], "documents", tok["documents_out"])
+        _add(src["tokenized"], "tokens", tok["tokens"])
+        _add(src["tokenized"], "empty_skipped", tok["empty"])
+        for f in tok["files"]:
+            npy = io.join(mix.output, f["path"] + ".npy")
+            token_files.append({"source": s.source, "path": f["path"] + ".npy", "index": f["path"] + ".csv.gz",
+                                "tokens": f["tokens"], "documents": f["documents"], "dtype": f["dtype"],
+                                "bytes": io.file_size(npy),
+                                "index_bytes": io.file_size(io.join(mix.output, f["path"] + ".csv.gz"))})
+    sources = {}
+    for src in mix.sources:
+        st = per[src.name]
+        for stage in ("deduplicated", "filtered"):
+            st[stage].setdefault("removed_by", {})
+            st[stage]["removed"] = sum(st[stage]["removed_by"].values())
+        sources[src.name] = {
+            "documents": st["tokenized"].get("documents", 0),
+            "tokens": st["tokenized"].get("tokens", 0),
+            "proportion": sampling[src.name],
+            "stages": {k: dict(v) for k, v in st.items()},
+        }
+    total = sum(v["tokens"] for v in sources.values())
+    for v in sources.values():
+        v["share"] = v["tokens"] / total if total else 0.0
+    return {
+        "version": MANIFEST_VERSION,
+        "name": mix.name,
+        "config_hash": mix.config_hash(),
+        "seed": mix.seed,
+        "tokenizer": {"file": os.path.basename(mix.tokenizer.path), "eos_token_id": mix.tokenizer.eos_token_id,
+                      "bos_token_id": mix.tokenizer.bos_token_id, "pad_token_id": mix.tokenizer.pad_token_id,
+                      "dtype": token_files[0]["dtype"] if token_files else None},
+        "inputs": inputs,
+        "dedup": dedup_stats,
+        "sources": sources,
+        "total_tokens": total,
+        "total_documents": sum(v["documents"] for v in sources.values()),
+        "rejected": rejected_total,
+        "outputs": {"tokens": token_files},
+    }

@@ -1,0 +1,138 @@
+"""`dolma-prep run MIX`: drive the stages of one mix on Ray.
+
+documents --tag--> attributes --dedup--> attributes --select--> kept --tokenize--> tokens
+
+Every stage is a map over shards (one input file each) with done markers, except dedup,
+whose kinds need a global shuffle and keep one done marker per kind. The manifest is built
+from the markers and the files on disk, and holds no timestamps or absolute paths, so two
+runs of the same input, config and seed write byte-identical outputs.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+from . import io
+from .io import InputError
+from .mixfile import MixFile
+from .runtime import Shard, init_ray, make_progress, map_shards, read_marker, write_marker
+from .stages import select as select_stage
+from .stages import tag as tag_stage
+from .stages import tokenize as tokenize_stage
+
+
+def discover_shards(mix: MixFile) -> list[Shard]:
+    shards: list[Shard] = []
+    owner: dict[str, str] = {}
+    for src in mix.sources:
+        paths = io.expand_globs(mix.data_root, src.documents)
+        if not paths:
+            raise InputError(f"source {src.name!r}: documents {src.documents} matched no files under {mix.data_root}")
+        for i, p in enumerate(paths):
+            rel = io.relpath(p, mix.data_root) if p.startswith(mix.data_root.rstrip("/") + "/") else os.path.basename(p)
+            if rel in owner:
+                raise InputError(f"{p} is matched by both source {owner[rel]!r} and source {src.name!r}")
+            owner[rel] = src.name
+            shards.append(Shard(src.name, i, p, rel))
+    return shards
+
+
+def check_output(mix: MixFile, force: bool) -> None:
+    """The output folder must be writable and, if it holds a run, a run of this config."""
+    out = mix.output
+    if not io.is_remote(out):
+        try:
+            os.makedirs(out, exist_ok=True)
+            probe = os.path.join(out, ".write-test")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.remove(probe)
+        except OSError as e:
+            raise InputError(f"output folder {out} is not writable: {e.strerror}") from None
+    cfg_path = io.join(out, "_state", "config.json")
+    if io.exists(cfg_path):
+        prev = json.loads(io.read_text(cfg_path)).get("config_hash")
+        if prev != mix.config_hash():
+            if not force:
+                raise InputError(f"{out} holds a run of a different configuration (hash {prev}, this one "
+                                 f"{mix.config_hash()}); choose another --output or pass --force to start over")
+            fs = __import__("fsspec").get_fs_token_paths(out)[0]
+            for sub in ("_state", "attributes", "kept", "dropped", "tokens", "rejects", "_work"):
+                if fs.exists(io.join(out, sub)):
+                    fs.rm(io.join(out, sub), recursive=True)
+    io.write_text_atomic(cfg_path, json.dumps({"config_hash": mix.config_hash(), "mix": mix.model_dump(mode="json")},
+                                              indent=1, sort_keys=True))
+
+
+def run_dedup(mix: MixFile, shards: list[Shard], ctx: dict) -> dict[str, dict]:
+    """Run each configured dedup kind once over all shards (global), with a done marker."""
+    results = {}
+    for kind in ("exact", "paragraphs", "minhash", "decontaminate"):
+        cfg = getattr(mix.dedup, kind)
+        if cfg is None:
+            continue
+        marker = read_marker(mix.output, "dedup", kind)
+        if marker is not None:
+            results[kind] = marker
+            continue
+        params: dict[str, Any] = dict(cfg) if isinstance(cfg, dict) else cfg.model_dump()
+        attribute = params.pop("attribute", select_stage.dedup_attribute(kind, cfg))
+        pairs = [(s.path, io.join(mix.output, "attributes", attribute, s.rel)) for s in shards]
+        if io.is_remote(mix.output):
+            work = tempfile.mkdtemp(prefix=f"dolma-prep-{kind}-")
+        else:
+            work = os.path.join(mix.output, "_work", "dedup", kind)
+        module = importlib.import_module(f"dolma_prep.dedup.{'exact' if kind == 'exact' else kind}")
+        fn = getattr(module, f"run_{kind}")
+        stats = fn(pairs, attribute, work, **params)
+        stats = {k: v for k, v in stats.items() if k != "per_shard"}
+        stats["attribute"] = attribute
+        write_marker(mix.output, "dedup", kind, stats)
+        results[kind] = stats
+    return results
+
+
+def effective_proportions(mix: MixFile) -> dict[str, float]:
+    """Per-source sampling proportion. (Token targets are resolved by the mix planner.)"""
+    out = {}
+    for src in mix.sources:
+        out[src.name] = 1.0 if src.proportion is None else float(src.proportion)
+    return out
+
+
+def sweep_temporaries(output: str) -> int:
+    n = 0
+    fs = __import__("fsspec").get_fs_token_paths(output)[0]
+    for p in fs.find(output):
+        if ".tmp-" in os.path.basename(p) or p.endswith(".parquet.tmp"):
+            fs.rm(p)
+            n += 1
+    return n
+
+
+def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None, progress: bool = True,
+        force: bool = False) -> dict:
+    from .manifest import build_manifest
+
+    t0 = time.time()
+    shards = discover_shards(mix)
+    check_output(mix, force)
+    init_ray(workers, ray_address)
+    ctx = {"output": mix.output, "mix": mix.model_dump_json()}
+    stage_stats: dict[str, dict] = {}
+    with make_progress(progress) as prog:
+        if mix.taggers:
+            stage_stats["tag"] = map_shards("tag", tag_stage.run_shard, shards, ctx, prog)
+        dedup_stats = run_dedup(mix, shards, ctx)
+        stage_stats["select"] = map_shards("select", select_stage.run_shard, shards, ctx, prog)
+        ctx["sampling"] = effective_proportions(mix)
+        stage_stats["tokenize"] = map_shards("tokenize", tokenize_stage.run_shard, shards, ctx, prog)
+    sweep_temporaries(mix.output)
+    manifest = build_manifest(mix, shards, stage_stats, dedup_stats, ctx["sampling"])
+    io.write_text_atomic(io.join(mix.output, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    manifest["_elapsed_s"] = time.time() - t0
+    return manifest

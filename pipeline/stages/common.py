@@ -1,0 +1,61 @@
+"""Helpers shared by the stages: context, output paths, rejects."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from .. import io
+from ..mixfile import MixFile
+from ..runtime import Shard
+
+
+@lru_cache(maxsize=4)
+def _mix(blob: str) -> MixFile:
+    return MixFile.model_validate_json(blob)
+
+
+def mix_of(ctx: dict) -> MixFile:
+    return _mix(ctx["mix"])
+
+
+def attributes_path(ctx: dict, name: str, shard: Shard) -> str:
+    return io.join(ctx["output"], "attributes", name, shard.rel)
+
+
+def kept_path(ctx: dict, shard: Shard) -> str:
+    return io.join(ctx["output"], "kept", shard.rel)
+
+
+def dropped_path(ctx: dict, shard: Shard) -> str:
+    return io.join(ctx["output"], "dropped", shard.rel)
+
+
+class Rejects:
+    """Collects bad records of one shard and writes them (with reasons) to
+    `<output>/rejects/<stage>/<rel>.jsonl` when there are any."""
+
+    def __init__(self, ctx: dict, stage: str, shard: Shard):
+        base = shard.rel
+        for suf in (".gz", ".zst", ".zstd"):
+            base = base.removesuffix(suf)
+        self.path = io.join(ctx["output"], "rejects", stage, base)
+        if not self.path.endswith(".jsonl"):
+            self.path += ".jsonl"
+        self.items: list[dict[str, Any]] = []
+        self.reasons: dict[str, int] = {}
+
+    def add(self, path: str, line: int, reason: str, raw: str = "") -> None:
+        self.items.append({"file": path, "line": line, "reason": reason, "raw": raw})
+        kind = reason.split(":")[0].split(" (")[0]
+        self.reasons[kind] = self.reasons.get(kind, 0) + 1
+
+    def commit(self) -> None:
+        if not self.items:
+            return
+        with io.AtomicWriter(self.path) as w:
+            for it in self.items:
+                w.write_line(it)
+
+    def stats(self) -> dict:
+        return {"rejected": len(self.items), "reject_reasons": dict(sorted(self.reasons.items())),
+                "reject_examples": [f"{r['file']}:{r['line']}: {r['reason']}" for r in self.items[:5]]}

@@ -1,0 +1,141 @@
+"""Select stage: documents + their attributes -> kept documents.
+
+For each document (joined with every attribute file of its shard, as the dolma mixer does):
+1. document-level dedup attributes (exact, minhash, decontaminate): any span -> dropped;
+2. the source's filters (jq / JSONPath include/exclude);
+3. span replacement (e.g. delete duplicate paragraphs, mask PII), then `min_text_length`.
+Kept documents go to `kept/<rel>` (Dolma format, text after replacement); each dropped
+document's id and the rule that decided it go to `dropped/<rel>`, for `dolma-prep show`.
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from functools import lru_cache
+
+from .. import io
+from ..filters import FilterSet
+from ..runtime import Shard
+from .common import Rejects, attributes_path, dropped_path, kept_path, mix_of
+
+DOC_LEVEL_DEDUP = ("exact", "minhash", "decontaminate")
+
+
+def attribute_names(mix) -> list[str]:
+    """Attribute folders this run produces, in a fixed order."""
+    names = [mix.experiment] if mix.taggers else []
+    for kind in ("exact", "paragraphs", "minhash", "decontaminate"):
+        cfg = getattr(mix.dedup, kind)
+        if cfg is not None:
+            names.append(dedup_attribute(kind, cfg))
+    return names
+
+
+def dedup_attribute(kind: str, cfg) -> str:
+    default = {"exact": "exact_duplicates", "paragraphs": "bff_duplicate_paragraph_spans",
+               "minhash": "minhash_duplicates", "decontaminate": "decontamination_spans"}[kind]
+    if isinstance(cfg, dict):
+        return cfg.get("attribute", default)
+    return getattr(cfg, "attribute", default)
+
+
+@lru_cache(maxsize=64)
+def _filterset(blob: str, source: str) -> FilterSet:
+    from .common import _mix
+
+    mix = _mix(blob)
+    src = next(s for s in mix.sources if s.name == source)
+    f = mix.source_filters(src)
+    return FilterSet(f.include, f.exclude, where=f"sources[{source}].filters")
+
+
+def replace_spans(text: str, attrs: dict, rules) -> str:
+    """Apply span replacement rules; overlapping spans are merged, replacements applied once."""
+    spans: list[tuple[int, int, str]] = []
+    for r in rules:
+        for s in attrs.get(r.attribute) or []:
+            if len(s) >= 3 and r.min_score <= s[2] <= r.max_score:
+                spans.append((int(s[0]), int(s[1]), r.replacement))
+    if not spans:
+        return text
+    spans.sort()
+    out, pos = [], 0
+    for start, end, repl in spans:
+        start = max(start, pos)
+        if end <= start:
+            continue
+        out.append(text[pos:start])
+        out.append(repl)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def run_shard(shard: Shard, ctx: dict) -> dict:
+    mix = mix_of(ctx)
+    src = next(s for s in mix.sources if s.name == shard.source)
+    filters = _filterset(ctx["mix"], shard.source)
+    rules = mix.source_replacements(src)
+    min_len = src.min_text_length if src.min_text_length is not None else mix.min_text_length
+    names = attribute_names(mix)
+    doc_level = [dedup_attribute(k, getattr(mix.dedup, k)) for k in DOC_LEVEL_DEDUP if getattr(mix.dedup, k) is not None]
+    rejects = Rejects(ctx, "select", shard)
+    # without taggers there is no tag stage, so bad input lines are reported here
+    read_rejects = Rejects(ctx, "read", shard) if not mix.taggers else None
+    dropped: dict[str, int] = {}
+    n_in = n_kept = chars_in = chars_out = 0
+    with ExitStack() as stack:
+        attr_iters = [(n, attributes_path(ctx, n, shard), io.read_jsonl(attributes_path(ctx, n, shard))) for n in names]
+        kept_w = stack.enter_context(io.AtomicWriter(kept_path(ctx, shard)))
+        drop_w = stack.enter_context(io.AtomicWriter(dropped_path(ctx, shard)))
+        for rec in io.read_documents(shard.path):
+            if rec.fatal:
+                if read_rejects is not None:
+                    read_rejects.add(rec.path, rec.line, rec.error, rec.raw)
+                break
+            rows = []
+            for name, apath, it in attr_iters:
+                line, obj, err = next(it, (rec.line, None, "attribute file ended early"))
+                rows.append((name, apath, line, obj, err))
+            if not rec.ok:
+                if read_rejects is not None:
+                    read_rejects.add(rec.path, rec.line, rec.error, rec.raw)
+                continue  # otherwise counted and set aside by the tag stage
+            n_in += 1
+            doc = rec.doc
+            chars_in += len(doc["text"])
+            attrs: dict = {}
+            problem = None
+            for name, apath, line, obj, err in rows:
+                if err is not None or not isinstance(obj, dict):
+                    problem = f"{apath}:{line}: {err or 'not a JSON object'}"
+                    break
+                if obj.get("id") != doc["id"]:
+                    problem = (f"{apath}:{line}: attribute file misaligned with its documents: "
+                               f"attribute id {obj.get('id')!r}, document id {doc['id']!r}")
+                    break
+                attrs.update(obj.get("attributes") or {})
+            if problem:
+                rejects.add(rec.path, rec.line, problem)
+                continue
+            reason = next((f"dedup: {a}" for a in doc_level if attrs.get(a)), None)
+            if reason is None:
+                reason = filters.decide({**doc, "attributes": attrs})
+            text = doc["text"]
+            if reason is None and rules:
+                text = replace_spans(text, attrs, rules)
+            if reason is None and len(text.strip()) < max(min_len, 1):
+                reason = f"min_text_length: {len(text.strip())} < {max(min_len, 1)}"
+            if reason is not None:
+                dropped[reason] = dropped.get(reason, 0) + 1
+                drop_w.write_line({"id": doc["id"], "reason": reason})
+                continue
+            n_kept += 1
+            chars_out += len(text)
+            kept_w.write_line({**doc, "text": text})
+    rejects.commit()
+    read = {}
+    if read_rejects is not None:
+        read_rejects.commit()
+        read = {"read_" + k: v for k, v in read_rejects.stats().items()}
+    return {**read, "documents_in": n_in, "documents_kept": n_kept, "chars_in": chars_in, "chars_kept": chars_out,
+            "dropped": dict(sorted(dropped.items())), **rejects.stats()}
