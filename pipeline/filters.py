@@ -13,9 +13,32 @@ from typing import Any
 
 import jq
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+from jsonpath_ng import DatumInContext
 from jsonpath_ng.ext import parse as jsonpath_parse
+from jsonpath_ng.ext.filter import Filter as _Filter
 
 from .io import InputError
+
+
+class _ObjectFilter(_Filter):
+    """dolma's JSONPath engine (jsonpath-rust) applies `[?(...)]` on an object to the object
+    itself, which is what `$.attributes[?(@.key[0][2] < 50)]` in dolma configs relies on;
+    RFC 9535 (and jsonpath-ng) would test the object's children instead."""
+
+    def find(self, datum):
+        datum = DatumInContext.wrap(datum)
+        if isinstance(datum.value, dict):
+            return [datum] if all(e.find(datum.value) for e in self.expressions) else []
+        return super().find(datum)
+
+
+def _dolma_semantics(node):
+    if isinstance(node, _Filter) and not isinstance(node, _ObjectFilter):
+        return _ObjectFilter(node.expressions)
+    for attr in ("left", "right"):
+        if hasattr(node, attr):
+            setattr(node, attr, _dolma_semantics(getattr(node, attr)))
+    return node
 
 
 @dataclass
@@ -41,7 +64,7 @@ def compile_expression(expr: str, where: str = "") -> Expression:
     expr = expr.strip()
     try:
         if expr.startswith("$"):
-            return Expression(expr, "jsonpath", jsonpath_parse(expr))
+            return Expression(expr, "jsonpath", _dolma_semantics(jsonpath_parse(expr)))
         return Expression(expr, "jq", jq.compile(expr))
     except (ValueError, JsonPathLexerError, JsonPathParserError, Exception) as e:  # noqa: BLE001
         raise InputError(f"{where}: cannot compile filter {expr!r}: {e}") from None

@@ -117,7 +117,8 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes | None, str | None]]:
     line_no = 0
     try:
         with open_binary(path) as f:
-            buffered = io.BufferedReader(f, buffer_size=1 << 20) if not isinstance(f, io.BufferedReader) else f
+            # small read-ahead: on a corrupt stream, at most one buffer of lines is lost
+            buffered = f if isinstance(f, (gzip.GzipFile, io.BufferedReader)) else io.BufferedReader(f, 1 << 16)
             for line_no, raw in enumerate(buffered, start=1):
                 yield line_no, raw, None
     except (EOFError, OSError, zlib.error, zstandard.ZstdError) as e:

@@ -1,0 +1,57 @@
+"""Shared test fixtures: the bundled sample, the CLI as a subprocess, the bundled tokenizer."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample" / "documents"
+TOKENIZER = REPO / "pipeline" / "resources" / "allenai_gpt-neox-olmo-dolma-v1_5.json"
+CLI = [sys.executable, "-m", "dolma_prep.pipeline.cli"]
+
+
+def run_cli(*args: str, check: bool = False, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONWARNINGS": "ignore", **(env or {})}
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dolma-prep {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def write_docs(path: Path, docs: list, raw_lines: list[bytes] | None = None) -> Path:
+    """Write a gzipped Dolma JSONL file; `raw_lines` are appended verbatim (for bad input)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb") as f:
+        for d in docs:
+            f.write(json.dumps(d).encode() + b"\n")
+        for raw in raw_lines or []:
+            f.write(raw)
+    return path
+
+
+def read_gz_jsonl(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture
+def sample_copy(tmp_path: Path) -> Path:
+    """A private copy of the bundled sample's documents (tests may corrupt it)."""
+    dst = tmp_path / "documents"
+    shutil.copytree(SAMPLE, dst)
+    return dst
+
+
+def write_mix(path: Path, sources: list[str], extra: str = "", data_root: Path | None = None) -> Path:
+    lines = [f"name: {path.stem}", "seed: 7", f"data_root: {data_root or SAMPLE}", "experiment: t",
+             "taggers: [char_length_v1]", "dedup:", "  exact: {}", extra, "sources:"]
+    lines += [f"  - {{name: {s}, documents: ['{s}/*.jsonl.gz']}}" for s in sources]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,90 @@
+"""Mix-file validation: precise errors naming the field and the value; never runs code."""
+import os
+
+import pytest
+
+from dolma_prep.pipeline.io import InputError
+from dolma_prep.pipeline.mixfile import BUNDLED_TOKENIZER, load_mix
+
+MIXES = os.path.join(os.path.dirname(__file__), "..", "mixes")
+
+BASE = """name: t
+data_root: docs
+sources:
+  - {name: wiki, documents: ["wiki/*.jsonl.gz"]}
+"""
+
+
+def _load(tmp_path, text, **kw):
+    p = tmp_path / "mix.yaml"
+    p.write_text(text)
+    return load_mix(str(p), **kw)
+
+
+def test_valid_mix_resolves_paths_against_the_file(tmp_path):
+    mix = _load(tmp_path, BASE)
+    assert mix.data_root == str(tmp_path / "docs")
+    assert mix.tokenizer.path == BUNDLED_TOKENIZER and mix.tokenizer.eos_token_id == 50279
+    assert mix.output == os.path.abspath(os.path.join("out", "t"))
+    assert _load(tmp_path, BASE, data_root="/elsewhere").data_root == "/elsewhere"
+
+
+def test_typo_key_is_named(tmp_path):
+    with pytest.raises(InputError) as e:
+        _load(tmp_path, BASE.replace("name: wiki,", "name: wiki, proprtion: 0.5,"))
+    msg = str(e.value)
+    assert "sources[0] (wiki).proprtion" in msg and "unknown key" in msg
+
+
+def test_wrong_type_names_field_and_value(tmp_path):
+    with pytest.raises(InputError) as e:
+        _load(tmp_path, BASE + "seed: many\n")
+    assert "seed" in str(e.value) and "'many'" in str(e.value)
+
+
+def test_negative_proportion_refused(tmp_path):
+    with pytest.raises(InputError, match="proportion"):
+        _load(tmp_path, BASE.replace("name: wiki,", "name: wiki, proportion: -1,"))
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", ""])
+def test_source_names_cannot_escape_the_output(tmp_path, name):
+    with pytest.raises(InputError, match="source name"):
+        _load(tmp_path, BASE.replace("name: wiki,", f"name: '{name}',"))
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    with pytest.raises(InputError) as e:
+        _load(tmp_path, BASE + "sources: [unclosed\n")
+    assert "mix.yaml:" in str(e.value) and "not valid YAML" in str(e.value)
+
+
+def test_python_tags_are_never_constructed(tmp_path):
+    marker = tmp_path / "pwned"
+    hostile = BASE + f"description: !!python/object/apply:os.system ['touch {marker}']\n"
+    with pytest.raises(InputError, match="not valid YAML"):
+        _load(tmp_path, hostile)
+    assert not marker.exists()
+
+
+def test_duplicate_sources_refused(tmp_path):
+    with pytest.raises(InputError, match="repeated: wiki"):
+        _load(tmp_path, BASE + '  - {name: wiki, documents: ["x"]}\n')
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_mix(str(tmp_path / "nope.yaml"))
+
+
+def test_config_hash_ignores_output_but_not_seed(tmp_path):
+    a = _load(tmp_path, BASE)
+    b = _load(tmp_path, BASE, output="/x")
+    c = _load(tmp_path, BASE + "seed: 9\n")
+    assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+def test_bundled_mixes_validate():
+    for name in sorted(os.listdir(MIXES)):
+        if name.endswith(".yaml"):
+            load_mix(os.path.join(MIXES, name))
