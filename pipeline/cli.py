@@ -22,6 +22,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .stats import compute, render
 
     mix = load_mix(args.mix, data_root=args.data_root, output=args.output)
+    if args.scale is not None:
+        try:
+            mix.scale = "auto" if args.scale == "auto" else float(args.scale)
+        except ValueError:
+            raise InputError(f"--scale must be a number or 'auto', got {args.scale!r}") from None
     manifest = run(mix, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet, force=args.force)
     if not args.quiet:
         render(compute(mix.output))
@@ -30,6 +35,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: {manifest['rejected']} bad input records were rejected; "
               f"reasons and lines are in {mix.output}/rejects/", file=sys.stderr)
         return EXIT_REJECTS
+    return EXIT_OK
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .mixfile import load_mix
+    from .plan import plan
+
+    mix = load_mix(args.mix)
+    try:
+        result = plan(mix)
+    except ValueError as e:
+        raise InputError(f"{args.mix}: {e}") from None
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{mix.name}: planned tokens per source (from the mix file, before reading data)")
+    for col in ("source", "available (B)", "proportion", "planned (B)", "share"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for name, r in result["sources"].items():
+        fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
+        table.add_row(name, fmt(r["tokens_available"] and r["tokens_available"] / 1e9, "{:,.3f}"),
+                      fmt(r["proportion"], "{:.4f}"), fmt(r["planned_tokens"] and r["planned_tokens"] / 1e9, "{:,.2f}"),
+                      fmt(r["share"] and 100 * r["share"], "{:.2f}%"))
+    table.add_row("[bold]total", "", "", f"[bold]{result['total_tokens'] / 1e9:,.2f}", "100.00%")
+    Console().print(table)
     return EXIT_OK
 
 
@@ -61,9 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", "-o", help="output folder or URL (default: the mix file's output, else out/<name>)")
     r.add_argument("--workers", "-w", type=int, help="local Ray worker processes (default: all cores)")
     r.add_argument("--ray-address", help="join an existing Ray cluster at this address instead of starting one")
+    r.add_argument("--scale", help="multiply the token targets by this factor, or 'auto': the largest scale <= 1 "
+                                   "the data can deliver with the planned shares (default: the mix file's scale)")
     r.add_argument("--force", action="store_true", help="discard an output folder holding a run of another config")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary table")
     r.set_defaults(fn=_cmd_run)
+
+    pl = sub.add_parser("plan", help="tokens each source contributes, computed from the mix file alone",
+                        description="Compute, before any data is read, the tokens each source contributes: "
+                                    "tokens_available x proportion (or the source's token target), scaled to the "
+                                    "mix's total_tokens budget when it has one.")
+    pl.add_argument("mix", help="the mix file (YAML)")
+    pl.add_argument("--json", action="store_true", help='print {"sources": {NAME: {"planned_tokens", "share"}}, "total_tokens"}')
+    pl.set_defaults(fn=_cmd_plan)
 
     s = sub.add_parser("stats", help="documents and tokens per source of a finished run",
                        description="Count documents and tokens per source from the run's indexes, cross-checked "

@@ -20,7 +20,7 @@ def _add(d: dict, key: str, v) -> None:
 
 
 def build_manifest(mix: MixFile, shards: list[Shard], stage_stats: dict[str, dict], dedup_stats: dict,
-                   sampling: dict[str, float]) -> dict:
+                   sampling: dict[str, dict], sampling_report: dict) -> dict:
     per: dict[str, dict] = defaultdict(lambda: defaultdict(dict))
     inputs, token_files = [], []
     rejected_total = 0
@@ -64,15 +64,23 @@ def build_manifest(mix: MixFile, shards: list[Shard], stage_stats: dict[str, dic
         for stage in ("deduplicated", "filtered"):
             st[stage].setdefault("removed_by", {})
             st[stage]["removed"] = sum(st[stage]["removed_by"].values())
+        rep = sampling_report["sources"].get(src.name)
+        if rep is None:  # proportion mode: the plan is the proportion of what the data holds
+            p = 1.0 if src.proportion is None else src.proportion
+            rep = {"planned_tokens": p * st["sampled"].get("tokens_before", 0), "shortfall_tokens": 0.0}
         sources[src.name] = {
             "documents": st["tokenized"].get("documents", 0),
             "tokens": st["tokenized"].get("tokens", 0),
-            "proportion": sampling[src.name],
+            "planned_tokens": rep["planned_tokens"],
+            "shortfall_tokens": rep["shortfall_tokens"],
+            "sampling": sampling[src.name],
             "stages": {k: dict(v) for k, v in st.items()},
         }
     total = sum(v["tokens"] for v in sources.values())
+    planned_total = sum(v["planned_tokens"] for v in sources.values())
     for v in sources.values():
         v["share"] = v["tokens"] / total if total else 0.0
+        v["planned_share"] = v["planned_tokens"] / planned_total if planned_total else 0.0
     return {
         "version": MANIFEST_VERSION,
         "name": mix.name,
@@ -85,6 +93,8 @@ def build_manifest(mix: MixFile, shards: list[Shard], stage_stats: dict[str, dic
         "dedup": dedup_stats,
         "sources": sources,
         "total_tokens": total,
+        "planned_tokens": planned_total,
+        "sampling": {"mode": sampling_report["mode"], "scale": sampling_report["scale"]},
         "total_documents": sum(v["documents"] for v in sources.values()),
         "rejected": rejected_total,
         "outputs": {"tokens": token_files},

@@ -113,6 +113,8 @@ class MixFile(Strict):
     span_replacement: list[SpanReplacement] = Field(default_factory=list)
     min_text_length: int = Field(default=0, ge=0)
     total_tokens: float | None = Field(default=None, gt=0, description="run-level token budget")
+    scale: float | Literal["auto"] = Field(default=1.0, description="multiply token targets; 'auto': the largest "
+                                           "scale <= 1 the data can deliver, keeping the planned shares")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     sources: list[Source] = Field(min_length=1)
 

@@ -20,6 +20,8 @@ from . import io
 from .io import InputError
 from .mixfile import MixFile
 from .runtime import Shard, init_ray, make_progress, map_shards, read_marker, write_marker
+from . import plan as plan_mod
+from .stages import count as count_stage
 from .stages import select as select_stage
 from .stages import tag as tag_stage
 from .stages import tokenize as tokenize_stage
@@ -82,10 +84,7 @@ def run_dedup(mix: MixFile, shards: list[Shard], ctx: dict) -> dict[str, dict]:
         params: dict[str, Any] = dict(cfg) if isinstance(cfg, dict) else cfg.model_dump()
         attribute = params.pop("attribute", select_stage.dedup_attribute(kind, cfg))
         pairs = [(s.path, io.join(mix.output, "attributes", attribute, s.rel)) for s in shards]
-        if io.is_remote(mix.output):
-            work = tempfile.mkdtemp(prefix=f"dolma-prep-{kind}-")
-        else:
-            work = os.path.join(mix.output, "_work", "dedup", kind)
+        work = os.path.join(ctx["work"], "dedup", kind)
         module = importlib.import_module(f"dolma_prep.dedup.{'exact' if kind == 'exact' else kind}")
         fn = getattr(module, f"run_{kind}")
         stats = fn(pairs, attribute, work, **params)
@@ -96,12 +95,26 @@ def run_dedup(mix: MixFile, shards: list[Shard], ctx: dict) -> dict[str, dict]:
     return results
 
 
-def effective_proportions(mix: MixFile) -> dict[str, float]:
-    """Per-source sampling proportion. (Token targets are resolved by the mix planner.)"""
-    out = {}
-    for src in mix.sources:
-        out[src.name] = 1.0 if src.proportion is None else float(src.proportion)
-    return out
+def work_dir(mix: MixFile) -> str:
+    """Local scratch space for intermediate tables; under the output when it is local."""
+    if io.is_remote(mix.output):
+        return os.path.join(tempfile.gettempdir(), "dolma-prep-work", mix.config_hash())
+    return os.path.join(mix.output, "_work")
+
+
+def decide_sampling(mix: MixFile, shards: list[Shard], ctx: dict, prog) -> tuple[dict, dict]:
+    """Per-source sampling rules: from proportions, or from token targets via the count stage."""
+    if not plan_mod.uses_targets(mix):
+        rules = {s.name: plan_mod.proportion_sampling(1.0 if s.proportion is None else s.proportion)
+                 for s in mix.sources}
+        return rules, {"mode": "proportion", "scale": 1.0, "sources": {}}
+    map_shards("count", count_stage.run_shard, shards, ctx, prog)
+    files: dict[str, list[str]] = {}
+    for s in shards:
+        files.setdefault(s.source, []).append(count_stage.count_path(ctx, s))
+    rules, report = plan_mod.resolve_targets(mix, files, mix.scale)
+    report["mode"] = "tokens"
+    return rules, report
 
 
 def sweep_temporaries(output: str) -> int:
@@ -122,17 +135,17 @@ def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None
     shards = discover_shards(mix)
     check_output(mix, force)
     init_ray(workers, ray_address)
-    ctx = {"output": mix.output, "mix": mix.model_dump_json()}
+    ctx = {"output": mix.output, "mix": mix.model_dump_json(), "work": work_dir(mix)}
     stage_stats: dict[str, dict] = {}
     with make_progress(progress) as prog:
         if mix.taggers:
             stage_stats["tag"] = map_shards("tag", tag_stage.run_shard, shards, ctx, prog)
         dedup_stats = run_dedup(mix, shards, ctx)
         stage_stats["select"] = map_shards("select", select_stage.run_shard, shards, ctx, prog)
-        ctx["sampling"] = effective_proportions(mix)
+        ctx["sampling"], sampling_report = decide_sampling(mix, shards, ctx, prog)
         stage_stats["tokenize"] = map_shards("tokenize", tokenize_stage.run_shard, shards, ctx, prog)
     sweep_temporaries(mix.output)
-    manifest = build_manifest(mix, shards, stage_stats, dedup_stats, ctx["sampling"])
+    manifest = build_manifest(mix, shards, stage_stats, dedup_stats, ctx["sampling"], sampling_report)
     io.write_text_atomic(io.join(mix.output, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     manifest["_elapsed_s"] = time.time() - t0
     return manifest

@@ -67,7 +67,8 @@ def compute(output: str) -> dict:
         for key in ("documents", "tokens"):
             if m[key] != info[key]:
                 errors.append(f"source {name}: manifest says {info[key]} {key}, the indexes hold {m[key]}")
-        sources[name] = {**m, "proportion": info.get("proportion"), "stages": info.get("stages", {})}
+        sources[name] = {**m, "planned_tokens": info.get("planned_tokens"), "planned_share": info.get("planned_share"),
+                         "shortfall_tokens": info.get("shortfall_tokens", 0.0), "stages": info.get("stages", {})}
     total = sum(s["tokens"] for s in sources.values())
     for s in sources.values():
         s["share"] = s["tokens"] / total if total else 0.0
@@ -80,16 +81,20 @@ def render(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 150)
     table = Table(title=f"{result['name']}: tokens per source ({result['output']})")
-    for col in ("source", "read", "kept", "documents", "tokens", "share", "files"):
+    for col in ("source", "read", "kept", "documents", "planned tokens", "tokens", "planned share", "share", "files"):
         table.add_column(col, justify="left" if col == "source" else "right")
     for name, s in result["sources"].items():
         st = s.get("stages", {})
+        planned = s.get("planned_tokens")
+        short = " [red](short)" if s.get("shortfall_tokens") else ""
         table.add_row(name, f"{st.get('read', {}).get('documents', 0):,}", f"{st.get('selected', {}).get('documents', 0):,}",
-                      f"{s['documents']:,}", f"{s['tokens']:,}", f"{100 * s['share']:.2f}%", str(s["files"]))
-    table.add_row("[bold]total", "", "", f"[bold]{result['total_documents']:,}", f"[bold]{result['total_tokens']:,}",
-                  "100.00%", "")
+                      f"{s['documents']:,}", "-" if planned is None else f"{planned:,.0f}", f"{s['tokens']:,}{short}",
+                      "-" if s.get("planned_share") is None else f"{100 * s['planned_share']:.2f}%",
+                      f"{100 * s['share']:.2f}%", str(s["files"]))
+    table.add_row("[bold]total", "", "", f"[bold]{result['total_documents']:,}", "", f"[bold]{result['total_tokens']:,}",
+                  "", "100.00%", "")
     console.print(table)
     if result["rejected"]:
         console.print(f"[yellow]{result['rejected']} bad records were rejected; see {result['output']}/rejects/")

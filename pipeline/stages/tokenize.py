@@ -6,8 +6,8 @@ empty ones skipped (counted), EOS appended (BOS prepended if configured; neither
 a document is never split across files; files roll over at `max_tokens_per_file`. The
 `.csv.gz` index beside each array has one row per document, `start,end,id,src,loc`.
 
-Sampling happens here: a document is written `copies(id)` times, where copies is
-floor(p) + [u(id) < frac(p)] for the source's effective proportion p and a seeded hash u.
+Sampling happens here: a document is written `whole + [u(id) < threshold]` times, u being a
+seeded hash of its id and the rule coming from `plan.py` (a proportion or a token target).
 Document order within a shard is shuffled in bounded blocks with a seeded RNG, so outputs
 depend only on the input, config and seed, never on the number of workers.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io as _io
-import math
 from functools import lru_cache
 
 import numpy as np
@@ -53,9 +52,9 @@ def unit_hash(seed: int, source: str, doc_id) -> float:
     return xxhash.xxh64_intdigest(f"{seed}\x1f{source}\x1f{doc_id}".encode("utf-8", "surrogatepass")) / 2.0**64
 
 
-def copies(u: float, proportion: float) -> int:
-    whole = math.floor(proportion)
-    return whole + (1 if u < proportion - whole else 0)
+def copies(u: float, rule: dict) -> int:
+    """How many times a document with hash u is written: whole + [u < threshold]."""
+    return int(rule["whole"]) + (1 if u < rule["threshold"] else 0)
 
 
 class PartWriter:
@@ -121,7 +120,7 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
     tcfg = mix.tokenizer
     tok = load_tokenizer(tcfg.path)
     dtype = choose_dtype(tok.get_vocab_size(with_added_tokens=True), tcfg.dtype)
-    proportion = float(ctx["sampling"][shard.source])
+    rule = ctx["sampling"][shard.source]
     rng = np.random.Generator(np.random.PCG64([mix.seed, xxhash.xxh32_intdigest(shard.rel.encode())]))
     kept = kept_path(ctx, shard)
     src_rel = "kept/" + shard.rel
@@ -142,7 +141,7 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
                 stats["empty"] += 1
                 continue
             stats["tokens_unsampled"] += len(ids)
-            n = copies(unit_hash(mix.seed, shard.source, doc["id"]), proportion)
+            n = copies(unit_hash(mix.seed, shard.source, doc["id"]), rule)
             if n:
                 stats["documents_sampled"] += 1
             items.extend([(ids, doc["id"], loc)] * n)

@@ -1,0 +1,114 @@
+"""What a mix file asks for, in tokens per source, and how sampling delivers it.
+
+The plan is computed from the mix file alone, before any data is read:
+    planned(source) = tokens                           if the source gives a token target
+                    = tokens_available * proportion    otherwise (proportion defaults to 1)
+then, if the mix sets a run-level `total_tokens` budget, every source is scaled by the same
+factor so they sum to it (this is how the 50B anneal mix draws from its 105.129 GT pool).
+
+Sampling is one rule for every mode: a document with seeded hash u in [0, 1) is written
+`whole + [u < threshold]` times. A `proportion` p gives whole = floor(p), threshold = frac(p).
+A token target (the plan, times `scale`) is met exactly, within one document: the kept
+documents of a source are ordered by u and taken while that brings the total nearer the
+target (so achieved and planned differ by less than one document), using
+a histogram of u per shard, so no process holds the whole source.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+from .mixfile import MixFile
+
+HIST_BINS = 1 << 16
+
+
+def uses_targets(mix: MixFile) -> bool:
+    """Token-target mode: a run budget, or any source with an absolute token target."""
+    return mix.total_tokens is not None or any(s.tokens is not None for s in mix.sources)
+
+
+def plan(mix: MixFile) -> dict:
+    rows = {}
+    for s in mix.sources:
+        if s.tokens is not None:
+            planned = float(s.tokens)
+        elif s.tokens_available is not None:
+            planned = float(s.tokens_available) * (1.0 if s.proportion is None else float(s.proportion))
+        else:
+            planned = None
+        rows[s.name] = {"planned_tokens": planned, "tokens_available": s.tokens_available,
+                        "proportion": s.proportion}
+    known = [r["planned_tokens"] for r in rows.values() if r["planned_tokens"] is not None]
+    total = sum(known)
+    if mix.total_tokens is not None:
+        if len(known) != len(rows):
+            missing = [n for n, r in rows.items() if r["planned_tokens"] is None]
+            raise ValueError(f"total_tokens needs a size for every source; missing tokens_available for {missing}")
+        factor = mix.total_tokens / total if total else 0.0
+        for r in rows.values():
+            r["planned_tokens"] *= factor
+            if r["tokens_available"]:
+                r["proportion"] = r["planned_tokens"] / r["tokens_available"]
+        total = float(mix.total_tokens)
+    for r in rows.values():
+        r["share"] = (r["planned_tokens"] / total) if (total and r["planned_tokens"] is not None) else None
+    return {"sources": rows, "total_tokens": total}
+
+
+def proportion_sampling(p: float) -> dict:
+    whole = math.floor(p)
+    return {"whole": whole, "threshold": p - whole}
+
+
+def resolve_targets(mix: MixFile, count_files: dict[str, list[str]], scale: float | str) -> tuple[dict, dict]:
+    """Turn the plan into per-source sampling rules from measured (u, tokens) tables.
+
+    Returns (sampling, report): sampling[source] = {"whole", "threshold"}; report holds the
+    plan, the measured tokens, the scale used and any shortfall."""
+    import polars as pl
+
+    the_plan = plan(mix)
+    measured = {}
+    for name, files in count_files.items():
+        files = [f for f in files if os.path.exists(f)]
+        measured[name] = int(pl.scan_parquet(files).select(pl.col("tokens").sum()).collect().item() or 0) if files else 0
+    if scale == "auto":
+        ratios = [measured[n] / r["planned_tokens"] for n, r in the_plan["sources"].items() if r["planned_tokens"]]
+        s = min([1.0] + ratios)
+    else:
+        s = float(scale)
+    sampling, report = {}, {"scale": s, "sources": {}}
+    for name, r in the_plan["sources"].items():
+        target = (r["planned_tokens"] or 0.0) * s
+        files = [f for f in count_files.get(name, []) if os.path.exists(f)]
+        threshold = _threshold(files, target) if measured[name] > target else 1.0
+        sampling[name] = {"whole": 0, "threshold": threshold}
+        report["sources"][name] = {"planned_tokens": target, "planned_tokens_unscaled": r["planned_tokens"],
+                                   "share_planned": r["share"], "tokens_measured": measured[name],
+                                   "shortfall_tokens": max(0.0, target - measured[name])}
+    return sampling, report
+
+
+def _threshold(files: list[str], target: float) -> float:
+    """u* such that documents with u < u* hold the token total nearest the target."""
+    import polars as pl
+
+    if target <= 0:
+        return 0.0
+    lf = pl.scan_parquet(files)
+    hist = (lf.with_columns((pl.col("u") * HIST_BINS).floor().cast(pl.Int64).alias("bin"))
+            .group_by("bin").agg(pl.col("tokens").sum()).sort("bin").collect())
+    cum = 0
+    for b, t in zip(hist["bin"].to_list(), hist["tokens"].to_list()):
+        if cum + t >= target:
+            rows = (lf.filter((pl.col("u") >= b / HIST_BINS) & (pl.col("u") < (b + 1) / HIST_BINS))
+                    .sort("u").collect())
+            for u, n in zip(rows["u"].to_list(), rows["tokens"].to_list()):
+                if cum + n >= target:
+                    # take the crossing document only if that lands nearer the target
+                    return math.nextafter(u, 2.0) if (cum + n - target) <= (target - cum) else u
+                cum += n
+            break
+        cum += t
+    return 1.0
