@@ -77,6 +77,39 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return EXIT_INCONSISTENT if result["errors"] else EXIT_OK
 
 
+def _expand(patterns: list[str]) -> list[str]:
+    from . import io
+
+    paths = io.expand_globs("", patterns) if patterns else []
+    if not paths:
+        raise InputError(f"--documents {' '.join(patterns)} matched no document files")
+    return paths
+
+
+def _cmd_tag(args: argparse.Namespace) -> int:
+    from dolma_prep.taggers import registry
+
+    from .runtime import init_ray, make_progress
+    from .stages.tag import tag_documents
+
+    registry.load_modules(args.tagger_modules or [])
+    names = [t.strip() for t in args.taggers.split(",") if t.strip()]
+    unknown = [n for n in names if n not in registry.available()]
+    if unknown:
+        raise InputError(f"unknown tagger(s) {', '.join(unknown)}; known: {', '.join(registry.available())}")
+    options = json.loads(args.options) if args.options else {}
+    specs = [(n, options.get(n, {})) for n in names]
+    paths = _expand(args.documents)
+    init_ray(args.workers, args.ray_address)
+    with make_progress(not args.quiet) as prog:
+        totals = tag_documents(paths, specs, args.experiment, args.tagger_modules or [], prog)
+    print(f"tagged {totals['documents']:,} documents in {totals['files'] - totals['skipped']} files "
+          f"({totals['skipped']} already done)")
+    for ex in totals["examples"][:20]:
+        print(f"rejected: {ex}", file=sys.stderr)
+    return EXIT_REJECTS if totals["rejected"] else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dolma-prep",
@@ -107,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("mix", help="the mix file (YAML)")
     pl.add_argument("--json", action="store_true", help='print {"sources": {NAME: {"planned_tokens", "share"}}, "total_tokens"}')
     pl.set_defaults(fn=_cmd_plan)
+
+    t = sub.add_parser("tag", help="tag documents, writing dolma attribute files beside them",
+                       description="Run taggers over documents and write <dataset>/attributes/EXP/<same path> "
+                                   "exactly as `dolma tag` does (keys EXP__TAGGER__FIELD, spans [start, end, score]).")
+    t.add_argument("--documents", nargs="+", required=True, help="document files or globs (<dataset>/documents/...)")
+    t.add_argument("--taggers", required=True, help="comma-separated tagger names, e.g. gopher_v1,c4_v1")
+    t.add_argument("--experiment", required=True, help="attribute folder and key prefix")
+    t.add_argument("--tagger-modules", nargs="*", help="Python files or modules registering extra taggers")
+    t.add_argument("--options", help='JSON of per-tagger options, e.g. {"ft_lang_id_en_doc_v2": {"model_path": "lid.bin"}}')
+    t.add_argument("--workers", "-w", type=int, help="local Ray worker processes (default: all cores)")
+    t.add_argument("--ray-address", help="join an existing Ray cluster")
+    t.add_argument("--quiet", "-q", action="store_true")
+    t.set_defaults(fn=_cmd_tag)
 
     s = sub.add_parser("stats", help="documents and tokens per source of a finished run",
                        description="Count documents and tokens per source from the run's indexes, cross-checked "

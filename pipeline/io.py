@@ -79,7 +79,7 @@ def expand_globs(root: str, patterns: list[str]) -> list[str]:
     """Expand glob patterns relative to `root` (local folder or URL); sorted, deduplicated."""
     found: set[str] = set()
     for pat in patterns:
-        full = pat if (is_remote(pat) or os.path.isabs(pat)) else join(root, pat)
+        full = pat if (is_remote(pat) or os.path.isabs(pat) or not root) else join(root, pat)
         if is_remote(full):
             fs, _, _ = fsspec.get_fs_token_paths(full)
             proto = full.split("://", 1)[0]

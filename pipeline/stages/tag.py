@@ -84,3 +84,58 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
     rejects.commit()
     stats.update(rejects.stats())
     return stats
+
+
+def attributes_beside(doc_path: str, experiment: str) -> str:
+    """`<dataset>/documents/<sub>/<file>` -> `<dataset>/attributes/<experiment>/<sub>/<file>`,
+    the layout `dolma tag` uses."""
+    marker = "/documents/"
+    i = doc_path.rfind(marker)
+    if i < 0:
+        raise io.InputError(f"{doc_path}: dolma layout expected (<dataset>/documents/...), no 'documents' folder in path")
+    return doc_path[:i] + "/attributes/" + experiment + "/" + doc_path[i + len(marker):]
+
+
+def _tag_one(doc_path: str, attr_path: str, specs: list, experiment: str, modules: list) -> dict:
+    taggers = taggers_for(specs, modules)
+    rej_path = attr_path + ".rejects.jsonl"
+    rejects_items: list = []
+
+    class _R:  # rejects go beside the attribute file
+        def add(self, path, line, reason, raw=""):
+            rejects_items.append({"file": path, "line": line, "reason": reason, "raw": raw})
+
+    with io.AtomicWriter(attr_path) as w:
+        stats = tag_records(io.read_documents(doc_path), taggers, experiment, w, _R())
+    if rejects_items:
+        with io.AtomicWriter(rej_path) as w:
+            for it in rejects_items:
+                w.write_line(it)
+    stats["rejected"] = len(rejects_items)
+    stats["examples"] = [f"{r['file']}:{r['line']}: {r['reason']}" for r in rejects_items[:3]]
+    return stats
+
+
+def tag_documents(paths: list[str], specs: list[tuple[str, dict]], experiment: str, modules: list[str] = (),
+                  progress=None) -> dict:
+    """`dolma-prep tag`: tag documents files in place (dolma layout), in parallel on Ray.
+    A file whose attribute file already exists is skipped (outputs appear only by rename)."""
+    import ray
+
+    remote = ray.remote(num_cpus=1, max_retries=3)(_tag_one)
+    todo = [(p, attributes_beside(p, experiment)) for p in paths]
+    todo = [(p, a) for p, a in todo if not io.exists(a)]
+    task = progress.add_task("tag", total=len(paths), completed=len(paths) - len(todo), docs=0) if progress else None
+    pending = {remote.remote(p, a, list(specs), experiment, list(modules)): p for p, a in todo}
+    totals = {"files": len(paths), "skipped": len(paths) - len(todo), "documents": 0, "rejected": 0, "examples": []}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            pending.pop(ref)
+            st = ray.get(ref)
+            totals["documents"] += st["documents_in"]
+            totals["rejected"] += st["rejected"]
+            totals["examples"] += st["examples"]
+            if progress is not None:
+                progress.update(task, advance=1, docs=totals["documents"])
+    return totals

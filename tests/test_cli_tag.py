@@ -1,0 +1,33 @@
+"""`dolma-prep tag`: attribute files beside the documents, in dolma's layout, resumable."""
+import shutil
+
+from conftest import SAMPLE, read_gz_jsonl, run_cli, write_docs
+
+
+def test_tag_writes_aligned_attributes_beside_documents(tmp_path):
+    docs_dir = tmp_path / "ds" / "documents" / "wiki"
+    shutil.copytree(SAMPLE / "wiki", docs_dir)
+    bad = docs_dir / "0001.jsonl.gz"
+    write_docs(bad, read_gz_jsonl(bad)[:1], raw_lines=[b"not json\n"])
+    proc = run_cli("tag", "--documents", str(docs_dir / "*.jsonl.gz"), "--taggers", "char_length_v1",
+                   "--experiment", "exp", "--workers", "2", "-q")
+    assert proc.returncode == 3, proc.stderr  # one line rejected
+    assert "0001.jsonl.gz:2: not valid JSON" in proc.stderr
+    for f in ("0000.jsonl.gz", "0001.jsonl.gz"):
+        docs_lines = (docs_dir / f)
+        attrs = read_gz_jsonl(tmp_path / "ds" / "attributes" / "exp" / "wiki" / f)
+        n_lines = sum(1 for _ in __import__("gzip").open(docs_lines))
+        assert len(attrs) == n_lines
+    attrs = read_gz_jsonl(tmp_path / "ds" / "attributes" / "exp" / "wiki" / "0000.jsonl.gz")
+    docs = read_gz_jsonl(docs_dir / "0000.jsonl.gz")
+    for a, d in zip(attrs, docs):
+        assert a == {"id": d["id"], "attributes": {"exp__char_length_v1__length": [[0, len(d["text"]), float(len(d["text"]))]]}}
+    assert read_gz_jsonl(tmp_path / "ds" / "attributes" / "exp" / "wiki" / "0001.jsonl.gz")[1] == {"id": None, "attributes": {}}
+    again = run_cli("tag", "--documents", str(docs_dir / "*.jsonl.gz"), "--taggers", "char_length_v1",
+                    "--experiment", "exp", "--workers", "1", "-q")
+    assert "(2 already done)" in again.stdout
+
+
+def test_unknown_tagger_is_a_user_error(tmp_path):
+    proc = run_cli("tag", "--documents", str(SAMPLE / "wiki" / "*.jsonl.gz"), "--taggers", "nope_v9", "--experiment", "e")
+    assert proc.returncode == 2 and "unknown tagger(s) nope_v9" in proc.stderr
