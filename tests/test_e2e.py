@@ -61,7 +61,7 @@ def test_stats_json_equals_manifest(anneal_run):
     stats = json.loads(proc.stdout)
     manifest = json.loads((out / "manifest.json").read_text())
     assert stats["errors"] == []
-    assert stats["total_tokens"] == manifest["total_tokens"] > 100_000
+    assert stats["total_tokens"] == manifest["total_tokens"] > 40_000
     for name, s in manifest["sources"].items():
         assert stats["sources"][name]["tokens"] == s["tokens"] and stats["sources"][name]["documents"] == s["documents"]
     # the run printed the per-source table
