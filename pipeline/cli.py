@@ -110,6 +110,52 @@ def _cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_REJECTS if totals["rejected"] else EXIT_OK
 
 
+def _cmd_tokenize(args: argparse.Namespace) -> int:
+    from . import io
+    from .mixfile import BUNDLED_TOKENIZER, TokenizerConfig
+    from .runtime import Shard, init_ray, make_progress, map_shards
+    from .stages.tokenize import choose_dtype, load_tokenizer, run_command_shard
+
+    tcfg = TokenizerConfig(path=args.tokenizer or BUNDLED_TOKENIZER, eos_token_id=args.eos_token_id,
+                           bos_token_id=args.bos_token_id, pad_token_id=args.pad_token_id, dtype=args.dtype,
+                           max_tokens_per_file=args.max_tokens_per_file)
+    try:
+        tok = load_tokenizer(tcfg.path)
+    except Exception as e:  # noqa: BLE001 (file missing, hub unreachable, bad JSON)
+        raise InputError(f"cannot load tokenizer {tcfg.path!r}: {e}") from None
+    choose_dtype(tok.get_vocab_size(with_added_tokens=True), tcfg.dtype)  # refuse a too-small dtype early
+    paths = _expand(args.documents)
+    shards = [Shard("", i, p, f"{i:06d}") for i, p in enumerate(paths)]
+    out = args.output if io.is_remote(args.output) else __import__("os").path.abspath(args.output)
+    init_ray(args.workers, args.ray_address)
+    ctx = {"output": out, "tokenizer": tcfg.model_dump(), "seed": args.seed}
+    with make_progress(not args.quiet) as prog:
+        res = map_shards("tokenize", run_command_shard, shards, ctx, prog)
+    tokens = sum(r["tokens"] for r in res.values())
+    docs = sum(r["documents_out"] for r in res.values())
+    empty = sum(r["empty"] for r in res.values())
+    rejected = sum(r["rejected"] for r in res.values())
+    print(f"{docs:,} documents, {tokens:,} tokens in {sum(len(r['files']) for r in res.values())} files under {out}; "
+          f"{empty:,} empty documents skipped")
+    for r in res.values():
+        for ex in r["reject_examples"]:
+            print(f"rejected: {ex}", file=sys.stderr)
+    return EXIT_REJECTS if rejected else EXIT_OK
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from .mixfile import BUNDLED_TOKENIZER
+    from .stages.tokenize import decode
+
+    row, text = decode(args.file, args.doc, args.tokenizer or BUNDLED_TOKENIZER)
+    if args.json:
+        print(json.dumps({**row, "text": text}, ensure_ascii=False))
+    else:
+        print(f"# id={row['id']} tokens={row['tokens']} src={row['src']}:{row['loc']}", file=sys.stderr)
+        print(text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dolma-prep",
@@ -153,6 +199,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ray-address", help="join an existing Ray cluster")
     t.add_argument("--quiet", "-q", action="store_true")
     t.set_defaults(fn=_cmd_tag)
+
+    k = sub.add_parser("tokenize", help="tokenize documents into OLMo-ready memmaps, like `dolma tokens`",
+                       description="Write OUTPUT/part-<i>-<k:05d>.npy (raw token ids, no header) and .csv.gz indexes "
+                                   "(start,end,id,src,loc) for the given document files, one i per input file.")
+    k.add_argument("--documents", nargs="+", required=True, help="document files or globs")
+    k.add_argument("--output", required=True, help="output folder (local or URL)")
+    k.add_argument("--tokenizer", help="tokenizer.json path or hub id (default: the bundled OLMo 1.7 tokenizer)")
+    k.add_argument("--eos-token-id", type=int, default=50279)
+    k.add_argument("--bos-token-id", type=int, default=None)
+    k.add_argument("--pad-token-id", type=int, default=1)
+    k.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto")
+    k.add_argument("--max-tokens-per-file", type=int, default=512 * 1024 * 1024)
+    k.add_argument("--seed", type=int, default=0, help="seed of the document-order shuffle")
+    k.add_argument("--workers", "-w", type=int)
+    k.add_argument("--ray-address")
+    k.add_argument("--quiet", "-q", action="store_true")
+    k.set_defaults(fn=_cmd_tokenize)
+
+    d = sub.add_parser("decode", help="print one tokenized document back as text, via its index")
+    d.add_argument("file", help="a part-*.npy file (its .csv.gz index must be beside it)")
+    d.add_argument("--doc", type=int, required=True, help="0-based row of the index")
+    d.add_argument("--tokenizer", help="tokenizer.json (default: the bundled OLMo 1.7 tokenizer)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=_cmd_decode)
 
     s = sub.add_parser("stats", help="documents and tokens per source of a finished run",
                        description="Count documents and tokens per source from the run's indexes, cross-checked "

@@ -115,17 +115,16 @@ def encode_block(tok: Tokenizer, texts: list[str], eos: int | None, bos: int | N
     return out
 
 
-def run_shard(shard: Shard, ctx: dict) -> dict:
-    mix = mix_of(ctx)
-    tcfg = mix.tokenizer
+ALL = {"whole": 1, "threshold": 0.0}  # the sampling rule that keeps every document once
+
+
+def tokenize_file(doc_path: str, out_dir: str, index: int, tcfg, seed: int, source: str, rule: dict,
+                  src_label: str, rejects) -> dict:
+    """Tokenize one documents file into `out_dir/part-<index>-<k:05d>.npy|csv.gz`."""
     tok = load_tokenizer(tcfg.path)
     dtype = choose_dtype(tok.get_vocab_size(with_added_tokens=True), tcfg.dtype)
-    rule = ctx["sampling"][shard.source]
-    rng = np.random.Generator(np.random.PCG64([mix.seed, xxhash.xxh32_intdigest(shard.rel.encode())]))
-    kept = kept_path(ctx, shard)
-    src_rel = "kept/" + shard.rel
-    writer = PartWriter(io.join(ctx["output"], "tokens", shard.source), shard.index, dtype, tcfg.max_tokens_per_file)
-    rejects = Rejects(ctx, "tokenize", shard)
+    rng = np.random.Generator(np.random.PCG64([seed, xxhash.xxh32_intdigest(f"{source}/{index}".encode())]))
+    writer = PartWriter(out_dir, index, dtype, tcfg.max_tokens_per_file)
     stats = {"documents_in": 0, "documents_sampled": 0, "documents_out": 0, "empty": 0, "tokens": 0,
              "tokens_unsampled": 0}
 
@@ -137,22 +136,19 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
         items = []
         for i, ids in zip(nonempty, encoded):
             loc, doc = block[i]
-            if len(ids) == 0:
-                stats["empty"] += 1
-                continue
             stats["tokens_unsampled"] += len(ids)
-            n = copies(unit_hash(mix.seed, shard.source, doc["id"]), rule)
+            n = copies(unit_hash(seed, source, doc["id"]), rule)
             if n:
                 stats["documents_sampled"] += 1
             items.extend([(ids, doc["id"], loc)] * n)
         for j in rng.permutation(len(items)):
             ids, doc_id, loc = items[j]
-            writer.add(ids, doc_id, src_rel, loc)
+            writer.add(ids, doc_id, src_label, loc)
             stats["documents_out"] += 1
             stats["tokens"] += len(ids)
 
     block: list[tuple[int, dict]] = []
-    for rec in io.read_documents(kept):
+    for rec in io.read_documents(doc_path):
         if not rec.ok:
             rejects.add(rec.path, rec.line, rec.error, rec.raw)
             continue
@@ -163,9 +159,57 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
             block = []
     if block:
         flush(block)
-    files = writer.finish()
+    stats["files"] = writer.finish()
+    stats["dtype"] = dtype.name
+    return stats
+
+
+def run_shard(shard: Shard, ctx: dict) -> dict:
+    mix = mix_of(ctx)
+    rejects = Rejects(ctx, "tokenize", shard)
+    stats = tokenize_file(kept_path(ctx, shard), io.join(ctx["output"], "tokens", shard.source), shard.index,
+                          mix.tokenizer, mix.seed, shard.source, ctx["sampling"][shard.source],
+                          "kept/" + shard.rel, rejects)
     rejects.commit()
+    dtype = stats.pop("dtype")
     stats["files"] = [{"path": io.relpath(f["stem"], ctx["output"]), "tokens": f["tokens"],
-                       "documents": f["documents"], "dtype": dtype.name} for f in files]
+                       "documents": f["documents"], "dtype": dtype} for f in stats["files"]]
     stats.update(rejects.stats())
     return stats
+
+
+def run_command_shard(shard: Shard, ctx: dict) -> dict:
+    """`dolma-prep tokenize`: one input file -> `OUTPUT/part-<i>-<k>.npy|csv.gz` (src = input path)."""
+    from ..mixfile import TokenizerConfig
+
+    tcfg = TokenizerConfig.model_validate(ctx["tokenizer"])
+    rejects = Rejects(ctx, "tokenize", shard)
+    stats = tokenize_file(shard.path, ctx["output"], shard.index, tcfg, ctx["seed"], "", ALL, shard.path, rejects)
+    rejects.commit()
+    stats.pop("dtype")
+    stats["files"] = [{"path": io.relpath(f["stem"], ctx["output"]), "tokens": f["tokens"]} for f in stats["files"]]
+    stats.update(rejects.stats())
+    return stats
+
+
+def decode(npy_path: str, doc: int, tokenizer_path: str) -> tuple[dict, str]:
+    """Row `doc` (0-based) of the index beside `npy_path` and its text, decoded."""
+    import gzip
+
+    index = npy_path[: -len(".npy")] + ".csv.gz"
+    with gzip.open(index, "rt", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not 0 <= doc < len(rows):
+        raise InputError(f"{index} holds {len(rows)} documents; --doc {doc} is out of range")
+    end_all = int(rows[-1][1])
+    size = io.file_size(npy_path)
+    if end_all == 0 or size % end_all:
+        raise InputError(f"{npy_path}: {size} bytes do not match the {end_all} tokens of its index")
+    dtype = {2: np.uint16, 4: np.uint32}.get(size // end_all)
+    if dtype is None:
+        raise InputError(f"{npy_path}: {size // end_all} bytes per token; expected 2 (uint16) or 4 (uint32)")
+    start, end, doc_id, src, loc = rows[doc]
+    ids = np.memmap(npy_path, dtype=dtype, mode="r")[int(start):int(end)]
+    text = load_tokenizer(tokenizer_path).decode(ids.tolist(), skip_special_tokens=False)
+    return {"start": int(start), "end": int(end), "id": doc_id, "src": src, "loc": int(loc),
+            "tokens": int(end) - int(start)}, text
