@@ -48,7 +48,8 @@ def init_ray(workers: int | None, address: str | None, quiet: bool = True) -> in
         ray.init(address=address, runtime_env=env, log_to_driver=not quiet, logging_level="ERROR")
     else:
         n = workers or os.cpu_count() or 1
-        ray.init(num_cpus=n, include_dashboard=False, object_store_memory=128 * 1024 * 1024,
+        # address="local": always a fresh embedded Ray, even if `ray start` runs on this machine
+        ray.init(address="local", num_cpus=n, include_dashboard=False, object_store_memory=128 * 1024 * 1024,
                  runtime_env=env, log_to_driver=not quiet, logging_level="ERROR", configure_logging=True)
     return int(workers or ray.cluster_resources().get("CPU", 1))
 
