@@ -69,12 +69,56 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_stats(args: argparse.Namespace) -> int:
     from .stats import compute, render
 
-    result = compute(args.output)
+    result = compute(args.output, verify=not args.quick)
+    summaries = []
+    if args.attribute:
+        from . import attrstats
+
+        log = {"auto": None, "log": True, "linear": False}[args.bin_scale]
+        summaries = [attrstats.attribute_summary(args.output, key, args.value, bins=args.bins, log=log,
+                                                 status=args.status, sources=args.source)
+                     for key in args.attribute]
     if args.json:
+        if summaries:
+            result["attributes"] = {s["key"]: s for s in summaries}
         print(json.dumps(result, indent=1, sort_keys=True))
+    elif summaries:
+        from . import attrstats
+
+        for s in summaries:
+            attrstats.render(s, histograms=not args.no_histogram)
+        for e in result["errors"]:
+            print(f"error: {e}", file=sys.stderr)
+    else:
+        render(result, funnels=not args.no_funnel)
+    return EXIT_INCONSISTENT if result["errors"] else EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write
+
+    result = write(args.output, args.html, attributes=args.attribute, max_attributes=args.max_attributes,
+                   bins=args.bins)
+    print(f"wrote {args.html}: {len(result['sources'])} sources, {result['total_tokens']:,} tokens"
+          + (f"; {len(result['errors'])} disagreements between the manifest and the outputs (listed in the report)"
+             if result["errors"] else ""))
+    for e in result["errors"]:
+        print(f"error: {e}", file=sys.stderr)
+    return EXIT_INCONSISTENT if result["errors"] else EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .show import explain, render
+
+    if args.n < 1:
+        raise InputError(f"-n must be at least 1, got {args.n}")
+    result = explain(args.output, args.source, dropped=args.dropped, n=args.n, reason=args.reason,
+                     doc_id=args.id, chars=args.chars)
+    if args.json:
+        print(json.dumps(result, indent=1, ensure_ascii=False))
     else:
         render(result)
-    return EXIT_INCONSISTENT if result["errors"] else EXIT_OK
+    return EXIT_OK
 
 
 def _expand(patterns: list[str]) -> list[str]:
@@ -224,12 +268,63 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(fn=_cmd_decode)
 
-    s = sub.add_parser("stats", help="documents and tokens per source of a finished run",
-                       description="Count documents and tokens per source from the run's indexes, cross-checked "
-                                   "against the array sizes and the manifest (exit 4 on any disagreement).")
+    s = sub.add_parser("stats", help="documents and tokens per source and stage of a finished run",
+                       description="Documents, characters and tokens per source in and out of every stage (read, "
+                                   "tagged, deduplicated by kind, filtered by rule, sampled, tokenized), planned vs "
+                                   "achieved tokens and shares, recounted from the run's indexes, array sizes, "
+                                   "attribute files, dropped/ and rejects/ and cross-checked against the manifest "
+                                   "(exit 4 on any disagreement). Tokens before selection are estimates, marked ~. "
+                                   "With --attribute, quantiles and a histogram of an attribute per source.")
     s.add_argument("output", help="the output folder of a `dolma-prep run`")
-    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.add_argument("--no-funnel", action="store_true", help="only the per-source summary table, no stage tables")
+    s.add_argument("--quick", action="store_true", help="check only the indexes and array sizes, not attribute, "
+                                                        "dropped and rejects files or the sampling replay")
+    s.add_argument("--attribute", "-a", action="append", metavar="KEY",
+                   help="an attribute key, e.g. anneal__char_length_v1__length: print its distribution per source "
+                        "(repeatable)")
+    s.add_argument("--value", choices=["score", "count", "coverage"], default="score",
+                   help="per document: the first span's score (default), the number of spans, or the characters "
+                        "the spans cover")
+    s.add_argument("--status", choices=["all", "kept", "dropped"], default="all",
+                   help="documents to include: all read documents (default), or those kept / dropped by select")
+    s.add_argument("--source", action="append", metavar="NAME", help="only this source (repeatable)")
+    s.add_argument("--bins", type=int, default=20, help="histogram bins (default 20)")
+    s.add_argument("--bin-scale", choices=["auto", "log", "linear"], default="auto",
+                   help="histogram bins: log-spaced for positive values spanning 100x or more (auto), or forced")
+    s.add_argument("--no-histogram", action="store_true", help="quantiles only")
     s.set_defaults(fn=_cmd_stats)
+
+    rp = sub.add_parser("report", help="write a self-contained HTML report of a finished run",
+                        description="Write one HTML file (inline SVG charts, no network needed) with tokens per "
+                                    "source planned vs achieved, the funnel per stage, each source's document fates "
+                                    "and histograms of the main attributes; exit 4 if the outputs disagree with the "
+                                    "manifest (the report lists the disagreements).")
+    rp.add_argument("output", help="the output folder of a `dolma-prep run`")
+    rp.add_argument("--html", required=True, metavar="PATH", help="the HTML file to write, e.g. report.html")
+    rp.add_argument("--attribute", "-a", action="append", metavar="KEY[:MODE]",
+                    help="attribute to plot, MODE score|count|coverage (repeatable; default: the main tagger "
+                         "attributes)")
+    rp.add_argument("--max-attributes", type=int, default=6, help="attributes plotted when none is named (default 6)")
+    rp.add_argument("--bins", type=int, default=30, help="histogram bins (default 30)")
+    rp.set_defaults(fn=_cmd_report)
+
+    sh = sub.add_parser("show", help="sample documents of a source with the rule that kept or removed them",
+                        description="Print sample documents of one source, kept (in the token arrays) or, with "
+                                    "--dropped, removed by a rule (dropped/ gives the reason, replayed here) or by "
+                                    "sampling (u = unit_hash(seed, source, id) against the source's rule copies = "
+                                    "whole + [u < threshold]), each with its attributes and text.")
+    sh.add_argument("output", help="the output folder of a `dolma-prep run`")
+    sh.add_argument("--source", required=True, help="the source, as named in the mix file")
+    sh.add_argument("--dropped", action="store_true", help="documents not in the token arrays: removed by a rule "
+                                                           "or not drawn by sampling")
+    sh.add_argument("-n", type=int, default=5, help="how many documents (default 5), spread over the deciding rules")
+    sh.add_argument("--reason", help="only documents whose reason contains this text (e.g. exact_duplicates, "
+                                     "min_text_length, sampling); implies --dropped")
+    sh.add_argument("--id", help="explain this one document, whatever happened to it")
+    sh.add_argument("--chars", type=int, default=300, help="characters of text to print (default 300)")
+    sh.add_argument("--json", action="store_true", help="print JSON instead of panels")
+    sh.set_defaults(fn=_cmd_show)
     return p
 
 

@@ -142,8 +142,9 @@ class MixFile(Strict):
         return self.span_replacement + (src.span_replacement or [])
 
     def config_hash(self) -> str:
-        """Hash of everything that decides the outputs (not where they are written)."""
-        d = self.model_dump(mode="json", exclude={"output", "description"})
+        """Hash of everything that decides the outputs: not where inputs are read from (the
+        same documents locally or on S3 give the same outputs) nor where outputs go."""
+        d = self.model_dump(mode="json", exclude={"output", "description", "data_root"})
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

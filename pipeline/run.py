@@ -57,7 +57,10 @@ def check_output(mix: MixFile, force: bool) -> None:
             raise InputError(f"output folder {out} is not writable: {e.strerror}") from None
     cfg_path = io.join(out, "_state", "config.json")
     if io.exists(cfg_path):
-        prev = json.loads(io.read_text(cfg_path)).get("config_hash")
+        recorded = json.loads(io.read_text(cfg_path))
+        prev = recorded.get("config_hash")
+        if recorded.get("mix", {}).get("data_root") != mix.data_root:
+            prev = f"{prev} over data_root {recorded.get('mix', {}).get('data_root')}"
         if prev != mix.config_hash():
             if not force:
                 raise InputError(f"{out} holds a run of a different configuration (hash {prev}, this one "
