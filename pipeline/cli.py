@@ -268,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(fn=_cmd_decode)
 
+    sub.add_parser("train", add_help=False,
+                   help="train the bundled OLMo model on a run's arrays (`dolma-prep train --help`)")
+    sub.add_parser("export-hf", add_help=False,
+                   help="export a training checkpoint to Hugging Face format (`dolma-prep export-hf --help`)")
+
     s = sub.add_parser("stats", help="documents and tokens per source and stage of a finished run",
                        description="Documents, characters and tokens per source in and out of every stage (read, "
                                    "tagged, deduplicated by kind, filtered by rule, sampled, tokenized), planned vs "
@@ -328,7 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+TRAINING_COMMANDS = ("train", "export-hf")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TRAINING_COMMANDS:  # the trainer owns its arguments
+        from dolma_prep.training.cli import main as training_main
+
+        return training_main(argv)
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
