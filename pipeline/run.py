@@ -130,6 +130,30 @@ def sweep_temporaries(output: str) -> int:
     return n
 
 
+TRAINER_DATA_FILE = "olmo_data.yaml"
+
+
+def trainer_data_section(mix: MixFile, manifest: dict) -> str:
+    """The `data:` section of an OLMo config (also read by `dolma-prep train`): every token
+    file by absolute path or URL, grouped by source. This is the one output that names its
+    location, so it is left out of byte-for-byte comparisons between output folders.
+    Up-sampling is already in the arrays (a document with proportion 2.0 is written twice,
+    shuffled apart), so no path needs repeating."""
+    import yaml
+
+    files = manifest["outputs"]["tokens"]
+    paths = [io.join(mix.output, f["path"]) for f in files]
+    lines = [f"# data section for an OLMo config; written by dolma-prep for run {mix.name!r}",
+             f"# {manifest['total_tokens']:,} tokens in {len(files)} files; per source:"]
+    for name, src in manifest["sources"].items():
+        lines.append(f"#   {name}: {src['tokens']:,} tokens ({100 * src['share']:.2f}%)")
+    body = {"data": {"paths": paths, "memmap_dtype": manifest["tokenizer"]["dtype"] or "uint16",
+                     "pad_direction": "right", "drop_last": True},
+            "tokenizer": {"identifier": "allenai/gpt-neox-olmo-dolma-v1_5",
+                          "eos_token_id": mix.tokenizer.eos_token_id, "pad_token_id": mix.tokenizer.pad_token_id}}
+    return "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False)
+
+
 def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None, progress: bool = True,
         force: bool = False) -> dict:
     from .manifest import build_manifest
@@ -150,5 +174,6 @@ def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None
     sweep_temporaries(mix.output)
     manifest = build_manifest(mix, shards, stage_stats, dedup_stats, ctx["sampling"], sampling_report)
     io.write_text_atomic(io.join(mix.output, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    io.write_text_atomic(io.join(mix.output, TRAINER_DATA_FILE), trainer_data_section(mix, manifest))
     manifest["_elapsed_s"] = time.time() - t0
     return manifest

@@ -19,9 +19,11 @@ N_KILLS = 10
 
 def tree_hashes(out: Path) -> dict[str, str]:
     """Hash of every output file; _state (done markers, which name the node) and _work
-    (intermediate tables) are the resume machinery, not outputs."""
+    (intermediate tables) are the resume machinery, not outputs; olmo_data.yaml names the
+    output folder's own location."""
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file() and p.relative_to(out).parts[0] not in ("_state", "_work")}
+            for p in sorted(out.rglob("*"))
+            if p.is_file() and p.relative_to(out).parts[0] not in ("_state", "_work", "olmo_data.yaml")}
 
 
 def leftovers(out: Path) -> list[str]:

@@ -81,3 +81,15 @@ def test_proportions_repeat_and_halve_deterministically(tmp_path):
     for f in sorted(out1.glob("tokens/*/*")):
         assert f.read_bytes() == (out2 / f.relative_to(out1)).read_bytes(), f
     assert (out1 / "manifest.json").read_bytes() == (out2 / "manifest.json").read_bytes()
+
+
+def test_run_writes_an_olmo_data_section(tmp_path):
+    import yaml
+
+    mix = write_mix(tmp_path / "m.yaml", ["wiki", "flan"])
+    out = tmp_path / "out"
+    run_cli("run", str(mix), "--output", str(out), "-q", "--workers", "1", check=True)
+    section = yaml.safe_load((out / "olmo_data.yaml").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert section["data"]["paths"] == [str(out / f["path"]) for f in manifest["outputs"]["tokens"]]
+    assert section["data"]["memmap_dtype"] == "uint16" and section["tokenizer"]["eos_token_id"] == 50279
