@@ -109,13 +109,15 @@ def load_many(output: str, keys: dict[str, str], manifest: dict | None = None, f
         df = _read_spans(path, names).with_row_index("line", offset=1)
         dpath = io.join(output, "dropped", sh["rel"])
         dropped = read_jsonl_objects(dpath) if io.exists(dpath) else []
-        drop = pl.DataFrame({"id": [str(d.get("id")) for d in dropped], "reason": [str(d.get("reason")) for d in dropped]},
+        drop = pl.DataFrame({"id": [str(d.get("id")) for d in dropped],
+                             "reason": [str(d.get("reason")) for d in dropped]},
                             schema={"id": pl.String, "reason": pl.String}).unique("id", keep="first")
         df = (df.filter(pl.col("id").is_not_null())
                 .join(drop, on="id", how="left")
                 .with_columns(*[_value_for(k, mode).alias(k) for k, mode in keys.items()],
                               source=pl.lit(sh["source"]), rel=pl.lit(sh["rel"]),
-                              status=pl.when(pl.col("reason").is_null()).then(pl.lit("kept")).otherwise(pl.lit("dropped")))
+                              status=pl.when(pl.col("reason").is_null()).then(pl.lit("kept"))
+                                       .otherwise(pl.lit("dropped")))
                 .select("source", "rel", pl.col("line").cast(pl.Int64), "id", "status", "reason",
                         *[pl.col(k).cast(pl.Float64) for k in names]))
         frames.append(df)

@@ -23,7 +23,7 @@ from typing import IO, Any, Iterator
 import fsspec
 import zstandard
 
-DOC_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".jsonl.zstd")
+DOC_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".jsonl.zstd", ".parquet")
 MAX_REJECT_PREVIEW = 2000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -141,6 +141,11 @@ def parse_document(raw: bytes, path: str, line: int) -> Record:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         return Record(path, line, error=f"not valid JSON: {e.msg} at column {e.colno}", raw=preview)
+    return validate_document(doc, path, line, preview)
+
+
+def validate_document(doc: Any, path: str, line: int, preview: str = "") -> Record:
+    """Check the Dolma document fields of an already-decoded record."""
     if not isinstance(doc, dict):
         return Record(path, line, error=f"expected a JSON object, found {type(doc).__name__}", raw=preview)
     for key in ("id", "text", "source"):
@@ -155,18 +160,38 @@ def parse_document(raw: bytes, path: str, line: int) -> Record:
     return Record(path, line, doc=doc)
 
 
+def iter_parquet(path: str, batch_size: int = 1024) -> Iterator[Record]:
+    """Rows of a parquet file of Dolma documents (columns id, text, source, ...), as records
+    with 1-based row numbers for lines; streamed by record batch."""
+    import pyarrow.parquet as pq
+
+    row = 0
+    try:
+        with fsspec.open(path, "rb") as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
+                for doc in batch.to_pylist():
+                    row += 1
+                    preview = json.dumps(doc, default=str, ensure_ascii=False)[:MAX_REJECT_PREVIEW]
+                    yield validate_document(doc, path, row, preview)
+    except (OSError, ValueError) as e:  # pyarrow raises ArrowInvalid (a ValueError) on corrupt files
+        yield Record(path, row + 1, error=f"corrupt parquet file ({type(e).__name__}: {e}); rows after {row} lost",
+                     fatal=True)
+
+
 def read_documents(path: str) -> Iterator[Record]:
     """Stream the records of a documents file, checking ids are unique within the file."""
     seen: set[str] = set()
-    for line, raw, err in iter_lines(path):
-        if err is not None:
-            yield Record(path, line, error=err, fatal=True)
+    stream = iter_parquet(path) if path.endswith(".parquet") else (
+        Record(path, line, error=err, fatal=True) if err is not None else parse_document(raw, path, line)
+        for line, raw, err in iter_lines(path))
+    for rec in stream:
+        if rec.fatal:
+            yield rec
             return
-        rec = parse_document(raw, path, line)
         if rec.ok:
             key = str(rec.doc["id"])
             if key in seen:
-                rec = Record(path, line, error=f"duplicate id {key!r} within the file", raw=rec.raw)
+                rec = Record(path, rec.line, error=f"duplicate id {key!r} within the file", raw=rec.raw)
             else:
                 seen.add(key)
         yield rec

@@ -26,7 +26,8 @@ def build_manifest(mix: MixFile, shards: list[Shard], stage_stats: dict[str, dic
     rejected_total = 0
     for s in shards:
         src = per[s.source]
-        inputs.append({"source": s.source, "path": s.rel, "bytes": io.file_size(s.path)})
+        inputs.append({"source": s.source, "path": s.rel.removesuffix(".parquet.jsonl.gz") + ".parquet"
+                       if s.rel.endswith(".parquet.jsonl.gz") else s.rel, "bytes": io.file_size(s.path)})
         sel = stage_stats["select"][s.key]
         tok = stage_stats["tokenize"][s.key]
         if "tag" in stage_stats:

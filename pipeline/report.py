@@ -260,7 +260,8 @@ def fates(s: dict) -> dict[str, int]:
             "rejected": st.get("read", {}).get("rejected", 0) + sel.get("rejected", 0)}
 
 
-def build(output: str, attributes: list[str] | None = None, max_attributes: int = 6, bins: int = 30) -> tuple[str, dict]:
+def build(output: str, attributes: list[str] | None = None, max_attributes: int = 6,
+          bins: int = 30) -> tuple[str, dict]:
     """The report's HTML and the stats result it shows."""
     result = compute(output)
     manifest = load_manifest(output)
@@ -366,9 +367,10 @@ def render_html(result: dict, manifest: dict, charts: list, attr_sections: list)
         rows = []
         for r in s["funnel"]:
             tokens = r.get("tokens_out")
+            shown = "-" if tokens is None else (f"~{tokens:,} (estimate)" if r["tokens_estimated"] else f"{tokens:,}")
             rows.append([r["stage"], _num(r.get("documents_in")), _num(r.get("removed")), _num(r.get("documents_out")),
                          _num(r.get("chars_out")),
-                         "-" if tokens is None else (f"~{tokens:,} (estimate)" if r["tokens_estimated"] else f"{tokens:,}"),
+                         shown,
                          "; ".join(f"{k}: {v:,}" for k, v in r["removed_by"].items())])
         out.append(f"<details><summary>{esc(n)}: {s['stages'].get('read', {}).get('documents', 0):,} read, "
                    f"{s['documents']:,} in the arrays</summary>"

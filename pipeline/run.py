@@ -36,6 +36,8 @@ def discover_shards(mix: MixFile) -> list[Shard]:
             raise InputError(f"source {src.name!r}: documents {src.documents} matched no files under {mix.data_root}")
         for i, p in enumerate(paths):
             rel = io.relpath(p, mix.data_root) if p.startswith(mix.data_root.rstrip("/") + "/") else os.path.basename(p)
+            if rel.endswith(".parquet"):
+                rel += ".jsonl.gz"  # outputs (attributes, kept documents) are Dolma JSONL
             if rel in owner:
                 raise InputError(f"{p} is matched by both source {owner[rel]!r} and source {src.name!r}")
             owner[rel] = src.name

@@ -22,8 +22,8 @@ from collections import Counter
 
 from . import io
 from .io import InputError
-from .stats import (attribute_folders, load_config, load_manifest, read_jsonl_objects, rule_label, scan_index,
-                    shards_of)
+from .stats import (attribute_folders, load_config, load_manifest, read_jsonl_objects, rejects_path, rule_label,
+                    scan_index, shards_of)
 
 MAX_SPANS = 20  # spans per attribute kept in the JSON output
 
@@ -70,7 +70,10 @@ def _sampling_text(u: float, rule: dict, index_n: int | None, mode: str | None) 
     k = n_copies(u, rule)
     whole, thr = int(rule["whole"]), float(rule["threshold"])
     cmp = "<" if u < thr else ">="
-    text = (f"u = unit_hash(seed, source, id) = {u:.6f} {cmp} threshold {thr:.6f}, whole = {whole}: "
+    us, ts = f"{u:.6f}", f"{thr:.6f}"
+    if us == ts:  # the planner puts the threshold at a document's u: show enough digits to see the side
+        us, ts = repr(u), repr(thr)
+    text = (f"u = unit_hash(seed, source, id) = {us} {cmp} threshold {ts}, whole = {whole}: "
             f"copies = {whole} + {1 if u < thr else 0} = {k}")
     if mode == "tokens":
         text += " (the threshold was chosen so the source meets its planned tokens)"
@@ -101,7 +104,8 @@ def _explain_drop(reason: str, attrs: dict, doc: dict | None, mix, source: str) 
         return (f"document-level dedup: attribute {name} has spans {attrs.get(name)!r} (a copy of a document seen "
                 f"earlier in the run's shard order; the first copy is kept)")
     if reason.startswith("min_text_length:"):
-        return (f"text after span replacement is {reason.split(':', 1)[1].split('<')[0].strip()} characters (stripped), "
+        length = reason.split(":", 1)[1].split("<")[0].strip()
+        return (f"text after span replacement is {length} characters (stripped), "
                 f"below the source's min_text_length {reason.rsplit('<', 1)[-1].strip()}")
     text = {"include: no rule matched": "no include rule of the source matched"}.get(reason)
     if text is None and reason.startswith("exclude: "):
@@ -180,6 +184,12 @@ def explain(output: str, source: str, dropped: bool = False, n: int = 5, reason:
         if want_dropped or doc_id is not None:
             for d in read_jsonl_objects(dpath) if io.exists(dpath) else []:
                 cands.append({"id": str(d.get("id")), "reason": str(d.get("reason")), "status": "dropped"})
+            if want_dropped and doc_id is None:  # bad input records, set aside by the read or select stage
+                for stage in ("read", "select", "tokenize"):
+                    rpath = rejects_path(output, stage, rel)
+                    for r in read_jsonl_objects(rpath) if io.exists(rpath) else []:
+                        cands.append({"id": None, "reason": f"rejected at {stage}: {r.get('reason')}",
+                                      "status": "rejected", "line": r.get("line"), "raw": r.get("raw") or ""})
         kept_docs = {}
         for k_line, obj, err in io.read_jsonl(kpath) if io.exists(kpath) else []:
             if err is not None or not isinstance(obj, dict):
@@ -200,15 +210,23 @@ def explain(output: str, source: str, dropped: bool = False, n: int = 5, reason:
                 continue
             if reason is not None and reason not in c["reason"]:
                 continue
-            c.update(source=source, file=rel, line=lines.get(c["id"]), attributes=attrs.get(c["id"], {}))
-            if c["status"] != "dropped":
+            c.update(source=source, file=rel, attributes=attrs.get(c["id"], {}) if c["id"] else {})
+            c.setdefault("line", lines.get(c["id"]))
+            if c["status"] == "rejected":
+                raw = c.pop("raw").rstrip("\r\n")
+                c.update(decided_by="rejects", explanation=c["reason"].split(": ", 1)[1] + " (the record is counted "
+                         "in the manifest's rejected total and kept with its raw text under rejects/)",
+                         text=raw, text_from=f"rejects/ ({rel} line {c['line']})")
+            elif c["status"] != "dropped":
                 k_line, obj = kept_docs[c["id"]]
                 u = unit_hash(seed, source, c["id"])
                 k, text = _sampling_text(u, rule, index_copies.get(("kept/" + rel, c["id"]), 0), mode)
                 c.update(decided_by="sampling", explanation=text, copies=k, u=u, rule=rule,
                          index_copies=index_copies.get(("kept/" + rel, c["id"]), 0),
                          text=obj.get("text", ""), text_from=f"kept/{rel}:{k_line}")
-            key = rule_label(c["reason"])
+            # spread removed documents over their rules, written ones over the files
+            key = c["file"] if c["status"] == "written" else \
+                ("rejected" if c["status"] == "rejected" else rule_label(c["reason"]))
             groups.setdefault(key, []).append(c)
             found += 1
         if doc_id is None and found >= 4 * n and sh_i >= 1:
@@ -241,7 +259,7 @@ def explain(output: str, source: str, dropped: bool = False, n: int = 5, reason:
     if doc_id is not None and not picked:
         raise InputError(f"document {doc_id!r} is not among the kept or dropped documents of source {source!r}")
     return {"output": output, "source": source, "dropped": want_dropped, "sampling": rule, "seed": seed,
-            "documents": picked, "rules_seen": {k: len(v) for k, v in groups.items()}}
+            "documents": picked}
 
 
 def render(result: dict, console=None) -> None:
@@ -251,24 +269,26 @@ def render(result: dict, console=None) -> None:
     from rich.table import Table
 
     console = console or Console(width=None if Console().is_terminal else 140)
-    what = "not in the token arrays (removed by a rule or by sampling)" if result["dropped"] else "in the token arrays"
+    what = ("not in the token arrays (removed by a rule, by sampling, or rejected as bad input)"
+            if result["dropped"] else "in the token arrays")
     console.print(f"[bold]{escape(result['source'])}[/bold]: {len(result['documents'])} documents {what}")
     if not result["documents"]:
         console.print("[dim]none[/dim]")
-    colour = {"written": "green", "sampled out": "yellow", "dropped": "red"}
+    colour = {"written": "green", "sampled out": "yellow", "dropped": "red", "rejected": "magenta"}
     for c in result["documents"]:
         status = c["status"] + (f" x{c['copies']}" if c["status"] == "written" else "")
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column()
         grid.add_row("status", f"[{colour[c['status']]}]{status}[/]")
-        grid.add_row("decided by", escape(c["reason"] if c["status"] == "dropped" else "sampling"))
+        grid.add_row("decided by", escape("sampling" if c["decided_by"] == "sampling" else c["reason"]))
         grid.add_row("why", escape(c["explanation"]))
         for k, v in c["attributes"].items():
             grid.add_row("", f"[cyan]{escape(k)}[/cyan] = {escape(_spans_summary(v))}")
         text = "(input text unavailable)" if c["text"] is None else c["text"]
         grid.add_row("text", f"[dim]{escape(text)}[/dim]")
         where = f"{c['file']}:{c['line']}" if c.get("line") else c["file"]
-        console.print(Panel(grid, title=escape(f"{c['id']}  ·  {where}"), title_align="left",
+        name = c["id"] if c["id"] is not None else "(bad input record)"
+        console.print(Panel(grid, title=escape(f"{name}  ·  {where}"), title_align="left",
                             subtitle=escape(f"{c['chars']:,} chars" if c.get("chars") is not None else ""),
                             subtitle_align="right"))

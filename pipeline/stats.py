@@ -173,7 +173,7 @@ def group_rules(removed_by: dict[str, int]) -> dict[str, int]:
 # the funnel, from the manifest
 
 
-def funnel(info: dict) -> list[dict]:
+def funnel(info: dict, dedup_kinds: dict[str, str] | None = None) -> list[dict]:
     """Documents / chars / tokens in and out of every stage of one source (manifest counters).
 
     Tokens before `select` were not measured; they are estimated from the source's measured
@@ -201,6 +201,9 @@ def funnel(info: dict) -> list[dict]:
     rows.append({"stage": "deduplicated", "documents_in": d_in, "removed": d_rm, "documents_out": d_in - d_rm,
                  "chars_out": None, "tokens_out": None, "tokens_estimated": False,
                  "removed_by": dict(sorted(dedup.get("removed_by", {}).items()))})
+    if dedup_kinds:
+        rows[-1]["removed_by_kind"] = {dedup_kinds.get(a, a): n for a, n in rows[-1]["removed_by"].items()}
+        rows[-1]["kind_of"] = {a: dedup_kinds.get(a, a) for a in rows[-1]["removed_by"]}
     if sel_rej:
         rows[-1]["rejected_before"] = sel_rej
     f_in = d_in - d_rm
@@ -333,7 +336,8 @@ def verify_source(output: str, manifest: dict, name: str, info: dict, folders: l
                 m["sampled_unique"] += k
             m["sampled_documents"] += k * want
             if got != k * want:
-                m.setdefault("copy_mismatches", []).append({"rel": rel, "id": doc_id, "expected": k * want, "index": got})
+                m.setdefault("copy_mismatches", []).append({"rel": rel, "id": doc_id, "expected": k * want,
+                                                            "index": got})
     if ids is None and not folders:
         m["read_documents"] = None  # no attribute files: read documents are not recountable
     m["removed_by"] = {k: dict(sorted(v.items())) for k, v in m["removed_by"].items()}
@@ -388,8 +392,10 @@ def verify_source(output: str, manifest: dict, name: str, info: dict, folders: l
 # the whole result
 
 
-def compute(output: str, verify: bool = True) -> dict:
-    """Stats of a finished run; `verify` recounts every stage from the files (see module doc)."""
+def compute(output: str, verify: bool = False) -> dict:
+    """Stats of a finished run. Always: the indexes against the array sizes and the manifest, and
+    the manifest's own funnel arithmetic. With `verify` (`dolma-prep stats`, `report`): every stage
+    recounted from the attribute, dropped, rejects and index files, and sampling replayed."""
     manifest = load_manifest(output)
     measured: dict[str, dict] = defaultdict(lambda: {"documents": 0, "tokens": 0, "files": 0, "bytes": 0})
     errors: list[str] = []
@@ -414,6 +420,8 @@ def compute(output: str, verify: bool = True) -> dict:
         m["files"] += 1
         m["bytes"] += size
     folders = attribute_folders(output) if verify else []
+    dedup = manifest.get("dedup") or {}
+    dedup_kinds = {v.get("attribute", k): k for k, v in dedup.items() if isinstance(v, dict)}
     sources = {}
     for name, info in manifest["sources"].items():
         m = measured.get(name, {"documents": 0, "tokens": 0, "files": 0, "bytes": 0})
@@ -434,7 +442,7 @@ def compute(output: str, verify: bool = True) -> dict:
              "repetition": m["tokens"] / kept_tokens if kept_tokens else None,
              "copies_per_sampled_document": m["documents"] / uniq if uniq else None,
              "tokens_per_char": kept_tokens / kept_chars if kept_tokens and kept_chars else None,
-             "funnel": funnel(info)}
+             "funnel": funnel(info, dedup_kinds)}
         if verify:
             checked, errs = verify_source(output, manifest, name, info, folders, index_copies)
             s["checked"] = checked
@@ -458,7 +466,7 @@ def compute(output: str, verify: bool = True) -> dict:
             "sources": sources, "total_tokens": total,
             "total_documents": sum(s["documents"] for s in sources.values()),
             "planned_tokens": manifest.get("planned_tokens", sum(s["planned_tokens"] or 0 for s in sources.values())),
-            "funnel": total_funnel(sources), "rejected": manifest.get("rejected", 0),
+            "funnel": total_funnel(sources), "dedup": dedup, "rejected": manifest.get("rejected", 0),
             "attribute_folders": folders, "verified": verify,
             "notes": ["tokens before selection are estimates (read chars x the source's measured tokens per char "
                       "of its kept documents); see tokens_estimated"],
@@ -480,6 +488,10 @@ def total_funnel(sources: dict) -> list[dict]:
             t["tokens_estimated"] = t["tokens_estimated"] or r["tokens_estimated"]
             for reason, n in r["removed_by"].items():
                 t["removed_by"][reason] = t["removed_by"].get(reason, 0) + n
+            for kind, n in (r.get("removed_by_kind") or {}).items():
+                t.setdefault("removed_by_kind", {})
+                t["removed_by_kind"][kind] = t["removed_by_kind"].get(kind, 0) + n
+            t.setdefault("kind_of", {}).update(r.get("kind_of") or {})
     return [rows[s] for s in STAGES if s in rows]
 
 
@@ -505,10 +517,11 @@ def _console():
 
 def render(result: dict, funnels: bool = False, console=None) -> None:
     """The per-source table (planned vs achieved); with `funnels`, one stage table per source."""
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or _console()
-    table = Table(title=f"{result['name']}: tokens per source ({result['output']})")
+    table = Table(title=escape(f"{result['name']}: tokens per source ({result['output']})"))
     cols = ("source", "read", "kept", "documents", "planned tokens", "tokens", "achieved/plan", "planned share",
             "share", "repetition", "files")
     for col in cols:
@@ -517,7 +530,7 @@ def render(result: dict, funnels: bool = False, console=None) -> None:
         st = s.get("stages", {})
         planned = s.get("planned_tokens")
         short = " [red](short)" if s.get("shortfall_tokens") else ""
-        table.add_row(name, f"{st.get('read', {}).get('documents', 0):,}", f"{st.get('selected', {}).get('documents', 0):,}",
+        table.add_row(escape(name), f"{st.get('read', {}).get('documents', 0):,}", f"{st.get('selected', {}).get('documents', 0):,}",
                       f"{s['documents']:,}", "-" if planned is None else f"{planned:,.0f}", f"{s['tokens']:,}{short}",
                       _n(s.get("achieved_vs_planned"), "{:.3f}"),
                       "-" if s.get("planned_share") is None else f"{100 * s['planned_share']:.2f}%",
@@ -535,18 +548,20 @@ def render(result: dict, funnels: bool = False, console=None) -> None:
         for name, s in result["sources"].items():
             render_funnel(f"{name}: documents and tokens through the stages", s["funnel"], console,
                           s.get("tokens_per_char"))
-        render_funnel("all sources: documents and tokens through the stages", result.get("funnel", []), console)
+        render_funnel("all sources: documents and tokens through the stages", result.get("funnel", []), console,
+                      dedup=result.get("dedup"))
         console.print("[dim]~ = estimate: tokens are not measured before selection; read chars x the source's "
                       "measured tokens/char of its kept documents. Tokens from 'filtered' on are measured.[/dim]")
     if result["rejected"]:
         console.print(f"[yellow]{result['rejected']} bad records were rejected; see {result['output']}/rejects/")
-    if result.get("verified"):
-        if not result["errors"]:
+    if not result["errors"]:
+        if result.get("verified"):
             console.print(f"[green]checked[/green]: manifest agrees with the indexes, array sizes, "
                           f"{len(result.get('attribute_folders', []))} attribute folders, dropped/, rejects/ "
                           f"and the replayed sampling")
-    from rich.markup import escape
-
+        else:
+            console.print("[green]checked[/green]: manifest agrees with the indexes and array sizes "
+                          "(`dolma-prep stats OUTPUT` recounts every stage from the files)")
     for e in result["errors"]:
         console.print(f"[red]error:[/red] {escape(e)}")
 
@@ -557,7 +572,8 @@ def _rule_text(rule: dict | None) -> str:
     return f"copies = {rule['whole']} + [u < {rule['threshold']:.4g}]"
 
 
-def render_funnel(title: str, rows: list[dict], console, tokens_per_char: float | None = None) -> None:
+def render_funnel(title: str, rows: list[dict], console, tokens_per_char: float | None = None,
+                  dedup: dict | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -565,7 +581,12 @@ def render_funnel(title: str, rows: list[dict], console, tokens_per_char: float 
     for col in ("stage", "docs in", "removed", "docs out", "chars out", "tokens out", "removed by / detail"):
         t.add_column(col, justify="left" if col in ("stage", "removed by / detail") else "right")
     for r in rows:
-        detail = ", ".join(f"{k}: {v:,}" for k, v in r["removed_by"].items())
+        kinds = r.get("kind_of") or {}
+        detail = ", ".join(f"{k}{' (' + kinds[k] + ')' if kinds.get(k, k) != k else ''}: {v:,}"
+                           for k, v in r["removed_by"].items())
+        if r["stage"] == "deduplicated" and dedup:
+            detail = "; ".join(x for x in (detail, "kinds run: " + ", ".join(
+                f"{kind} ({v.get('attribute', kind)})" for kind, v in dedup.items() if isinstance(v, dict))) if x)
         if r["stage"] == "sampled":
             extra = f"{r.get('documents_unique', 0):,} distinct documents"
             if r.get("rule"):
