@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[train,test,s3]'
+	$(PIP) install -q -e '.[train,test,s3,hf]'
 	touch $@
 
 demo: setup

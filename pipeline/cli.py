@@ -321,8 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "whole + [u < threshold]), each with its attributes and text.")
     sh.add_argument("output", help="the output folder of a `dolma-prep run`")
     sh.add_argument("--source", required=True, help="the source, as named in the mix file")
-    sh.add_argument("--dropped", action="store_true", help="documents not in the token arrays: removed by a rule "
-                                                           "or not drawn by sampling")
+    sh.add_argument("--dropped", action="store_true", help="documents not in the token arrays: removed by a rule, "
+                                                           "not drawn by sampling, or rejected as bad input")
     sh.add_argument("-n", type=int, default=5, help="how many documents (default 5), spread over the deciding rules")
     sh.add_argument("--reason", help="only documents whose reason contains this text (e.g. exact_duplicates, "
                                      "min_text_length, sampling); implies --dropped")

@@ -178,10 +178,42 @@ def iter_parquet(path: str, batch_size: int = 1024) -> Iterator[Record]:
                      fatal=True)
 
 
+HF_PREFIX = "hfdataset:"
+
+
+def _load_hf(spec: dict):
+    import datasets
+
+    if os.path.isdir(spec["path"]) and os.path.exists(os.path.join(spec["path"], "state.json")):
+        return datasets.load_from_disk(spec["path"])  # a folder written by save_to_disk
+    return datasets.load_dataset(spec["path"], name=spec.get("name"), split=spec.get("split", "train"),
+                                 data_files=spec.get("data_files"), streaming=spec.get("streaming", True))
+
+
+def hf_shards(spec: dict) -> list[str]:
+    """Shard ids of a Hugging Face dataset: one per underlying file when streaming, else
+    contiguous blocks of 10,000 rows; each id is a path `read_documents` understands."""
+    ds = _load_hf(spec)
+    n = getattr(ds, "num_shards", None) or getattr(ds, "n_shards", None)
+    if n is None:
+        n = max(1, -(-len(ds) // 10_000))
+    return [HF_PREFIX + json.dumps({**spec, "index": i, "num_shards": int(n)}, sort_keys=True) for i in range(int(n))]
+
+
+def iter_hf(path: str) -> Iterator[Record]:
+    spec = json.loads(path[len(HF_PREFIX):])
+    label = f"{spec['path']}[{spec.get('split', 'train')}] shard {spec['index']}/{spec['num_shards']}"
+    ds = _load_hf(spec)
+    part = (ds.shard(num_shards=spec["num_shards"], index=spec["index"]) if hasattr(ds, "num_shards") or hasattr(ds, "n_shards")
+            else ds.shard(num_shards=spec["num_shards"], index=spec["index"], contiguous=True))
+    for row, doc in enumerate(part, start=1):
+        yield validate_document(dict(doc), label, row, json.dumps(doc, default=str, ensure_ascii=False)[:MAX_REJECT_PREVIEW])
+
+
 def read_documents(path: str) -> Iterator[Record]:
     """Stream the records of a documents file, checking ids are unique within the file."""
     seen: set[str] = set()
-    stream = iter_parquet(path) if path.endswith(".parquet") else (
+    stream = iter_hf(path) if path.startswith(HF_PREFIX) else iter_parquet(path) if path.endswith(".parquet") else (
         Record(path, line, error=err, fatal=True) if err is not None else parse_document(raw, path, line)
         for line, raw, err in iter_lines(path))
     for rec in stream:
@@ -209,8 +241,17 @@ def read_jsonl(path: str) -> Iterator[tuple[int, dict | None, str | None]]:
             yield line, None, f"not valid JSON ({e})"
 
 
+def _jsonable(o: Any) -> Any:
+    """Values JSON lacks (datetimes from parquet or `datasets` timestamp columns, bytes)."""
+    if hasattr(o, "isoformat"):
+        return o.isoformat()
+    if isinstance(o, bytes):
+        return o.decode("utf-8", "replace")
+    return str(o)
+
+
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_jsonable)
 
 
 class AtomicWriter:

@@ -27,7 +27,8 @@ def build_manifest(mix: MixFile, shards: list[Shard], stage_stats: dict[str, dic
     for s in shards:
         src = per[s.source]
         inputs.append({"source": s.source, "path": s.rel.removesuffix(".parquet.jsonl.gz") + ".parquet"
-                       if s.rel.endswith(".parquet.jsonl.gz") else s.rel, "bytes": io.file_size(s.path)})
+                       if s.rel.endswith(".parquet.jsonl.gz") else s.rel,
+                       "bytes": None if s.path.startswith(io.HF_PREFIX) else io.file_size(s.path)})
         sel = stage_stats["select"][s.key]
         tok = stage_stats["tokenize"][s.key]
         if "tag" in stage_stats:

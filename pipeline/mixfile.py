@@ -73,9 +73,22 @@ class TokenizerConfig(Strict):
     batch_size: int = Field(default=512, gt=0)
 
 
+class HFDataset(Strict):
+    """A Hugging Face dataset read through the `datasets` library (streaming by default):
+    a hub id with name/config and split (e.g. `allenai/dolma`, `v1_7`), a builder over local
+    files (`path: json` or `parquet` with `data_files`), or a folder written by `save_to_disk`."""
+
+    path: str
+    name: str | None = None
+    split: str = "train"
+    data_files: list[str] | None = None
+    streaming: bool = True
+
+
 class Source(Strict):
     name: str
-    documents: list[str] = Field(min_length=1)
+    documents: list[str] = Field(default_factory=list)
+    dataset: HFDataset | None = None
     proportion: float | None = Field(default=None, ge=0)
     tokens: float | None = Field(default=None, ge=0)
     tokens_available: float | None = Field(default=None, ge=0, description="declared size of the source, for `plan`")
@@ -91,6 +104,12 @@ class Source(Strict):
             raise ValueError(f"source name {v!r} must match {SOURCE_NAME.pattern} and may not contain '..' "
                              "(it becomes a folder name under the output)")
         return v
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "Source":
+        if bool(self.documents) == (self.dataset is not None):
+            raise ValueError(f"source {self.name!r}: give either 'documents' (globs) or 'dataset', exactly one")
+        return self
 
     @model_validator(mode="after")
     def _one_target(self) -> "Source":
@@ -207,4 +226,11 @@ def load_mix(path: str, data_root: str | None = None, output: str | None = None)
     elif not is_remote(mix.tokenizer.path) and (mix.tokenizer.path.startswith(".") or os.sep in mix.tokenizer.path):
         mix.tokenizer.path = _resolve(base, mix.tokenizer.path)
     mix.tagger_modules = [_resolve(base, m) if m.endswith(".py") else m for m in mix.tagger_modules]
+    for src in mix.sources:
+        ds = src.dataset
+        if ds is not None:
+            if ds.path.startswith(".") or os.path.isdir(_resolve(base, ds.path)):
+                ds.path = _resolve(base, ds.path)
+            if ds.data_files:
+                ds.data_files = [_resolve(base, f) for f in ds.data_files]
     return mix

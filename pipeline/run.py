@@ -31,6 +31,13 @@ def discover_shards(mix: MixFile) -> list[Shard]:
     shards: list[Shard] = []
     owner: dict[str, str] = {}
     for src in mix.sources:
+        if src.dataset is not None:
+            try:
+                ids = io.hf_shards(src.dataset.model_dump())
+            except Exception as e:  # noqa: BLE001 (missing dataset, no hub, bad config name)
+                raise InputError(f"source {src.name!r}: cannot open dataset {src.dataset.path!r}: {e}") from None
+            shards.extend(Shard(src.name, i, p, f"{src.name}/hf-{i:05d}.jsonl.gz") for i, p in enumerate(ids))
+            continue
         paths = io.expand_globs(mix.data_root, src.documents)
         if not paths:
             raise InputError(f"source {src.name!r}: documents {src.documents} matched no files under {mix.data_root}")

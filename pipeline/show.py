@@ -6,13 +6,15 @@ fate, from the run's own outputs:
 * dropped by `select` (`dropped/<rel>` holds the id and reason): the dedup attribute's spans,
   the filter rule (replayed on the document and its attributes to confirm it), or the text
   length that failed `min_text_length`; the text comes from the input file;
+* bad input records (`rejects/<stage>/`): the reason and the raw line;
 * kept by `select` but not drawn by sampling ("sampled out"), or written `copies` times:
   the document's seeded hash u = unit_hash(seed, source, id) against the source's rule
   copies = whole + [u < threshold] (manifest `sources.NAME.sampling`), checked against the
   number of times the `.csv.gz` indexes hold it.
 
 Without `--dropped` the documents shown are the ones in the token arrays; with it, the ones
-that are not (removed by a rule or by sampling), spread round-robin over the deciding rules.
+that are not (removed by a rule, by sampling, or rejected), spread round-robin over the
+deciding rules.
 `--id` explains one document whatever its fate.
 """
 from __future__ import annotations

@@ -38,3 +38,25 @@ def test_parquet_source_equals_jsonl_source(tmp_path):
     a, b = tree_hashes(out), tree_hashes(out2)
     for k in ("tokens/flan/part-0-00000.npy", "tokens/flan/part-1-00000.npy"):
         assert a[k] == b[k]
+
+
+def test_hf_dataset_sources_streaming_and_from_disk(tmp_path):
+    datasets = __import__("pytest").importorskip("datasets")
+    docs = [{k: d[k] for k in ("id", "text", "source")} for f in sorted((SAMPLE / "flan").glob("*.jsonl.gz"))
+            for d in read_gz_jsonl(f)]
+    disk = tmp_path / "flan_disk"
+    datasets.Dataset.from_list(docs).save_to_disk(str(disk))
+    files = sorted(str(f) for f in (SAMPLE / "flan").glob("*.jsonl.gz"))
+    mix = tmp_path / "m.yaml"
+    mix.write_text("name: hf\ntaggers: [char_length_v1]\ndedup:\n  exact: {}\nsources:\n"
+                   f"  - {{name: streamed, dataset: {{path: json, data_files: {json.dumps(files)}, split: train}}}}\n"
+                   f"  - {{name: saved, dataset: {{path: {disk}, streaming: false}}}}\n")
+    out = tmp_path / "out"
+    proc = run_cli("run", str(mix), "--output", str(out), "-q", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["sources"]["streamed"]["stages"]["read"]["documents"] == len(docs)
+    assert m["sources"]["saved"]["stages"]["read"]["documents"] == len(docs)
+    # the two copies are exact duplicates of each other: dedup keeps the first source's
+    assert m["sources"]["saved"]["stages"]["deduplicated"]["removed"] == len(docs)
+    assert len(m["inputs"]) == 3  # two streamed files + one block from disk
