@@ -1,9 +1,11 @@
-# The two commands the README promises, plus their set-up. Everything installs into .venv.
+# The two commands the README promises, plus their set-up. Everything installs into .venv;
+# the peers the parity tests compare against (the dolma toolkit, OLMo's reader) get their own
+# virtual environments under .peer-venvs, because their pins clash with ours.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup peers demo test test-fast clean
 
 setup: $(VENV)/.installed
 
@@ -15,12 +17,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[train,test,s3,hf]'
 	touch $@
 
+# Real peers for the parity tests, and Chromium for the HTML report test (idempotent).
+peers:
+	./scripts/setup_chromium.sh
+	./scripts/setup_peer_dolma.sh
+	./scripts/setup_peer_olmo.sh
+
 demo: setup
 	$(VENV)/bin/dolma-prep run mixes/anneal.yaml --output out/anneal
 
-test: setup
-	$(PY) -m pytest -q
+# Every test, peers included: DOLMA_PREP_REQUIRE_PEERS=1 turns a missing peer into a failure.
+test: setup peers
+	DOLMA_PREP_REQUIRE_PEERS=1 $(PY) -m pytest -q
 
+# Quick loop while developing: no Ray end-to-end runs, no peers.
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not peer"
 
