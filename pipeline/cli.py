@@ -27,7 +27,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             mix.scale = "auto" if args.scale == "auto" else float(args.scale)
         except ValueError:
             raise InputError(f"--scale must be a number or 'auto', got {args.scale!r}") from None
-    manifest = run(mix, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet, force=args.force)
+    manifest = run(mix, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet, force=args.force,
+                   tagger_modules=args.tagger_modules or [])
     if not args.quiet:
         render(compute(mix.output))
         print(f"finished in {manifest['_elapsed_s']:.1f}s; outputs in {mix.output}")
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", help="join an existing Ray cluster at this address instead of starting one")
     r.add_argument("--scale", help="multiply the token targets by this factor, or 'auto': the largest scale <= 1 "
                                    "the data can deliver with the planned shares (default: the mix file's scale)")
+    r.add_argument("--tagger-modules", nargs="*", help="Python files or modules registering extra taggers "
+                                                       "(never from the mix file: mix files cannot load code)")
     r.add_argument("--force", action="store_true", help="discard an output folder holding a run of another config")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary table")
     r.set_defaults(fn=_cmd_run)

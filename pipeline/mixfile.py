@@ -126,7 +126,6 @@ class MixFile(Strict):
     seed: int = 0
     experiment: str = "dolma_prep"
     taggers: list[TaggerSpec | str] = Field(default_factory=list)
-    tagger_modules: list[str] = Field(default_factory=list)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     filters: Filters = Field(default_factory=Filters)
     span_replacement: list[SpanReplacement] = Field(default_factory=list)
@@ -225,7 +224,6 @@ def load_mix(path: str, data_root: str | None = None, output: str | None = None)
         mix.tokenizer.path = BUNDLED_TOKENIZER
     elif not is_remote(mix.tokenizer.path) and (mix.tokenizer.path.startswith(".") or os.sep in mix.tokenizer.path):
         mix.tokenizer.path = _resolve(base, mix.tokenizer.path)
-    mix.tagger_modules = [_resolve(base, m) if m.endswith(".py") else m for m in mix.tagger_modules]
     for src in mix.sources:
         ds = src.dataset
         if ds is not None:

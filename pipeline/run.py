@@ -164,14 +164,21 @@ def trainer_data_section(mix: MixFile, manifest: dict) -> str:
 
 
 def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None, progress: bool = True,
-        force: bool = False) -> dict:
+        force: bool = False, tagger_modules: list[str] = ()) -> dict:
+    """Run every stage of `mix`. `tagger_modules` (Python files or modules registering extra
+    taggers) come from the command line only: a mix file is data and can never load code."""
     from .manifest import build_manifest
 
     t0 = time.time()
     shards = discover_shards(mix)
     check_output(mix, force)
     init_ray(workers, ray_address)
-    ctx = {"output": mix.output, "mix": mix.model_dump_json(), "work": work_dir(mix)}
+    ctx = {"output": mix.output, "mix": mix.model_dump_json(), "work": work_dir(mix),
+           "tagger_modules": [os.path.abspath(m) if m.endswith(".py") else m for m in tagger_modules]}
+    if tagger_modules:
+        from dolma_prep.taggers import registry
+
+        registry.load_modules(ctx["tagger_modules"])  # fail early, in the driver, on a bad module
     stage_stats: dict[str, dict] = {}
     with make_progress(progress) as prog:
         if mix.taggers:

@@ -31,3 +31,25 @@ def test_tag_writes_aligned_attributes_beside_documents(tmp_path):
 def test_unknown_tagger_is_a_user_error(tmp_path):
     proc = run_cli("tag", "--documents", str(SAMPLE / "wiki" / "*.jsonl.gz"), "--taggers", "nope_v9", "--experiment", "e")
     assert proc.returncode == 2 and "unknown tagger(s) nope_v9" in proc.stderr
+
+
+def test_user_tagger_module_from_the_command_line(tmp_path):
+    module = tmp_path / "my_taggers.py"
+    module.write_text(
+        "from dolma_prep.taggers.registry import Tagger, register\n\n"
+        "@register('vowel_count_v1')\n"
+        "class Vowels(Tagger):\n"
+        "    def predict(self, doc):\n"
+        "        n = sum(c in 'aeiou' for c in doc.text)\n"
+        "        return {'vowels': [[0, len(doc.text), float(n)]]}\n")
+    mix = tmp_path / "m.yaml"
+    mix.write_text(f"name: u\ndata_root: {SAMPLE}\nexperiment: u\ntaggers: [vowel_count_v1]\n"
+                   "filters:\n  exclude: ['.attributes.u__vowel_count_v1__vowels[0][2] < 5000']\n"
+                   "sources:\n  - {name: wiki, documents: ['wiki/*.jsonl.gz']}\n")
+    out = tmp_path / "out"
+    proc = run_cli("run", str(mix), "--output", str(out), "--tagger-modules", str(module), "-q", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    attrs = read_gz_jsonl(out / "attributes" / "u" / "wiki" / "0000.jsonl.gz")
+    docs = read_gz_jsonl(SAMPLE / "wiki" / "0000.jsonl.gz")
+    assert [a["attributes"]["u__vowel_count_v1__vowels"][0][2] for a in attrs] == \
+        [float(sum(c in "aeiou" for c in d["text"])) for d in docs]

@@ -88,3 +88,20 @@ def test_bundled_mixes_validate():
     for name in sorted(os.listdir(MIXES)):
         if name.endswith(".yaml"):
             load_mix(os.path.join(MIXES, name))
+
+
+def test_mix_files_cannot_load_python_modules(tmp_path):
+    evil = tmp_path / "evil.py"
+    marker = tmp_path / "ran"
+    evil.write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    with pytest.raises(InputError, match="tagger_modules: unknown key"):
+        _load(tmp_path, BASE + f"tagger_modules: [{evil}]\n")
+    assert not marker.exists()
+
+
+def test_hostile_filters_are_data(tmp_path):
+    # jq has no process, file or Python access; a Python expression is not valid jq
+    with pytest.raises(InputError, match="cannot compile filter"):
+        from dolma_prep.pipeline.filters import compile_expression
+
+        compile_expression("__import__('os').system('touch /tmp/x')")

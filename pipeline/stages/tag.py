@@ -77,7 +77,7 @@ def tag_records(records, taggers, experiment: str, writer: io.AtomicWriter, reje
 def run_shard(shard: Shard, ctx: dict) -> dict:
     mix = mix_of(ctx)
     specs = [(t.name, t.options) for t in mix.taggers]
-    taggers = taggers_for(specs, mix.tagger_modules)
+    taggers = taggers_for(specs, ctx.get("tagger_modules", []))
     rejects = Rejects(ctx, "read", shard)
     with io.AtomicWriter(attributes_path(ctx, mix.experiment, shard)) as w:
         stats = tag_records(io.read_documents(shard.path), taggers, mix.experiment, w, rejects)
