@@ -155,6 +155,39 @@ def _cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_REJECTS if totals["rejected"] else EXIT_OK
 
 
+DEDUP_KINDS = ("exact", "paragraphs", "minhash", "decontaminate")
+
+
+def _cmd_dedup(args: argparse.Namespace) -> int:
+    import importlib
+    import os
+
+    from .runtime import init_ray
+    from .stages.tag import attributes_beside
+
+    paths = _expand(args.documents)
+    pairs = [(p, attributes_beside(p, args.attribute)) for p in paths]
+    params = json.loads(args.params) if args.params else {}
+    if args.threshold is not None:
+        params["threshold"] = args.threshold
+    if args.eval_sets:
+        params["eval_sets"] = args.eval_sets
+    if args.kind == "decontaminate" and "eval_sets" not in params:
+        raise InputError("dedup decontaminate needs --eval-sets FILE_OR_GLOB...")
+    dataset_root = pairs[0][0][: pairs[0][0].rfind("/documents/")]
+    work = args.work_dir or os.path.join(dataset_root, "_work", "dedup", args.attribute)
+    init_ray(args.workers, args.ray_address)
+    from .run import DEDUP_MODULES
+
+    fn = getattr(importlib.import_module(f"dolma_prep.dedup.{DEDUP_MODULES[args.kind]}"), f"run_{args.kind}")
+    try:
+        stats = fn(pairs, args.attribute, work, **params)
+    except TypeError as e:
+        raise InputError(f"dedup {args.kind}: bad parameter: {e}") from None
+    print(json.dumps({k: v for k, v in stats.items() if k != "per_shard"}, indent=1, default=str))
+    return EXIT_OK
+
+
 def _cmd_tokenize(args: argparse.Namespace) -> int:
     from . import io
     from .mixfile import BUNDLED_TOKENIZER, TokenizerConfig
@@ -246,6 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ray-address", help="join an existing Ray cluster")
     t.add_argument("--quiet", "-q", action="store_true")
     t.set_defaults(fn=_cmd_tag)
+
+    dd = sub.add_parser("dedup", help="deduplicate documents: exact, paragraphs, minhash, decontaminate",
+                        description="Write attributes/NAME/<same subpath> beside documents/, one line per document: "
+                                    "[[0, len(text), 1]] on documents to remove and [] on the rest (exact, minhash), "
+                                    "[start, end, score] spans (paragraphs, decontaminate).")
+    dd.add_argument("kind", choices=DEDUP_KINDS)
+    dd.add_argument("--documents", nargs="+", required=True, help="document files or globs (<dataset>/documents/...)")
+    dd.add_argument("--attribute", required=True, help="attribute name (folder and key)")
+    dd.add_argument("--threshold", type=float, help="similarity / overlap threshold of the kind")
+    dd.add_argument("--eval-sets", nargs="+", help="decontaminate: evaluation sets (JSONL/parquet files or globs)")
+    dd.add_argument("--params", help='JSON of further parameters, e.g. {"bands": 9, "rows": 13}')
+    dd.add_argument("--work-dir", help="scratch folder for intermediate parquet (default: <dataset>/_work/dedup/NAME)")
+    dd.add_argument("--workers", "-w", type=int)
+    dd.add_argument("--ray-address")
+    dd.set_defaults(fn=_cmd_dedup)
 
     k = sub.add_parser("tokenize", help="tokenize documents into OLMo-ready memmaps, like `dolma tokens`",
                        description="Write OUTPUT/part-<i>-<k:05d>.npy (raw token ids, no header) and .csv.gz indexes "

@@ -82,6 +82,9 @@ def check_output(mix: MixFile, force: bool) -> None:
                                               indent=1, sort_keys=True))
 
 
+DEDUP_MODULES = {"exact": "exact", "paragraphs": "paragraphs", "minhash": "minhash", "decontaminate": "decontam"}
+
+
 def run_dedup(mix: MixFile, shards: list[Shard], ctx: dict) -> dict[str, dict]:
     """Run each configured dedup kind once over all shards (global), with a done marker."""
     results = {}
@@ -97,10 +100,12 @@ def run_dedup(mix: MixFile, shards: list[Shard], ctx: dict) -> dict[str, dict]:
         attribute = params.pop("attribute", select_stage.dedup_attribute(kind, cfg))
         pairs = [(s.path, io.join(mix.output, "attributes", attribute, s.rel)) for s in shards]
         work = os.path.join(ctx["work"], "dedup", kind)
-        module = importlib.import_module(f"dolma_prep.dedup.{'exact' if kind == 'exact' else kind}")
+        module = importlib.import_module(f"dolma_prep.dedup.{DEDUP_MODULES[kind]}")
         fn = getattr(module, f"run_{kind}")
         stats = fn(pairs, attribute, work, **params)
-        stats = {k: v for k, v in stats.items() if k != "per_shard"}
+        # the manifest keeps only counts: timings and memory peaks vary run to run
+        stats = {k: v for k, v in stats.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+                 and not any(w in k for w in ("seconds", "rss", "time", "memory", "peak"))}
         stats["attribute"] = attribute
         write_marker(mix.output, "dedup", kind, stats)
         results[kind] = stats
