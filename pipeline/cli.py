@@ -188,6 +188,16 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_train_classifier(args: argparse.Namespace) -> int:
+    from dolma_prep.taggers.train_classifier import train_classifier
+
+    try:
+        train_classifier(args.config)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise InputError(f"{args.config}: {e}") from None
+    return EXIT_OK
+
+
 def _cmd_tokenize(args: argparse.Namespace) -> int:
     from . import io
     from .mixfile import BUNDLED_TOKENIZER, TokenizerConfig
@@ -294,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--workers", "-w", type=int)
     dd.add_argument("--ray-address")
     dd.set_defaults(fn=_cmd_dedup)
+
+    tc = sub.add_parser("train-classifier", help="train a fastText classifier (quality, toxicity) from labelled sources",
+                        description="Train a fastText classifier from the labelled sources a YAML config declares, "
+                                    "evaluate it on a held-out split (precision/recall/F1 per label), save the .bin "
+                                    "and a JSON card of how it was trained. Reproducible with the config's seed.")
+    tc.add_argument("config", help="YAML config (see tests/fixtures/taggers/train_quality_sample.yaml)")
+    tc.set_defaults(fn=_cmd_train_classifier)
 
     k = sub.add_parser("tokenize", help="tokenize documents into OLMo-ready memmaps, like `dolma tokens`",
                        description="Write OUTPUT/part-<i>-<k:05d>.npy (raw token ids, no header) and .csv.gz indexes "

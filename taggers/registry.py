@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import os
 import pkgutil
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable
@@ -104,15 +105,29 @@ def get(name: str, **options: Any) -> Tagger:
     return _REGISTRY[name](**options)
 
 
+_NOT_IDENT = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def variable_name(name: str) -> str:
+    """`dolma tag` puts experiment, tagger and field names through this before joining them:
+    every character outside [a-zA-Z0-9_] becomes `_` (so tagger `dolma17-quality` writes keys
+    `<exp>__dolma17_quality__<field>`). Identity for ordinary names."""
+    return _NOT_IDENT.sub("_", name)
+
+
 def key_prefix(experiment: str, tagger_name: str) -> str:
     """`dolma tag` naming: `<experiment>__<tagger>__`."""
-    return f"{experiment}__{tagger_name}__"
+    return f"{variable_name(experiment)}__{variable_name(tagger_name)}__"
 
 
 def format_output(experiment: str, tagger_name: str, result: dict[str, Spans]) -> dict[str, Spans]:
-    """Name keys and round scores to 5 decimals, as `dolma tag` writes them."""
+    """Name keys and round scores to 5 decimals, as `dolma tag` writes them.
+
+    Like dolma, fields with an empty name are dropped and names are made identifier-safe."""
     prefix = key_prefix(experiment, tagger_name)
     out: dict[str, Spans] = {}
     for fld, spans in result.items():
-        out[prefix + fld] = [[int(s), int(e), round(float(v), 5)] for s, e, v in spans]
+        if not fld:
+            continue
+        out[prefix + variable_name(fld)] = [[int(s), int(e), round(float(v), 5)] for s, e, v in spans]
     return out

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import json
+
 from dolma_prep.taggers import registry
+from dolma_prep.taggers._runner import TaggerSet, attribute_line
 
 from .. import io
 from ..runtime import Shard
@@ -19,68 +22,58 @@ BATCH = 256
 
 
 @lru_cache(maxsize=8)
-def _taggers(spec: tuple[tuple[str, str], ...], modules: tuple[str, ...]):
-    import json
-
+def _tagger_set(spec: str, experiment: str, modules: tuple[str, ...]) -> TaggerSet:
     registry.load_modules(modules)
-    return [(name, registry.get(name, **json.loads(opts))) for name, opts in spec]
+    names_options = json.loads(spec)
+    return TaggerSet([n for n, _ in names_options], experiment, {n: o for n, o in names_options if o})
 
 
-def taggers_for(names_and_options: list[tuple[str, dict]], modules: list[str] = ()):
-    import json
-
-    spec = tuple((n, json.dumps(o, sort_keys=True)) for n, o in names_and_options)
-    return _taggers(spec, tuple(modules))
+def taggers_for(names_and_options: list[tuple[str, dict]], experiment: str, modules=()) -> TaggerSet:
+    """The run's taggers, built once per worker process (models load once)."""
+    return _tagger_set(json.dumps([[n, o] for n, o in names_and_options], sort_keys=True), experiment, tuple(modules))
 
 
-def tag_records(records, taggers, experiment: str, writer: io.AtomicWriter, rejects: Rejects | None) -> dict:
-    """Tag a stream of `io.Record`s, writing one aligned attribute line per record."""
+def tag_records(records, tagset: TaggerSet, writer: io.AtomicWriter, rejects) -> dict:
+    """Tag a stream of `io.Record`s, writing one aligned attribute line per record, byte for
+    byte as `dolma tag` writes it (`{"id":..,"attributes":{..},"source":..}`)."""
     n_in = n_ok = 0
-    batch: list[tuple[io.Record, registry.Document | None]] = []
+    batch: list[io.Record] = []
 
     def flush():
-        docs = [d for _, d in batch if d is not None]
-        merged: list[dict] = [{} for _ in docs]
-        for name, tagger in taggers:
-            for out, res in zip(merged, tagger.predict_batch(docs)):
-                out.update(registry.format_output(experiment, name, res))
-        it = iter(merged)
-        for rec, d in batch:
-            if d is None:
-                writer.write_line({"id": None, "attributes": {}})
-            else:
-                writer.write_line({"id": rec.doc["id"], "attributes": next(it)})
+        docs = [registry.Document(str(r.doc["id"]), r.doc["text"], str(r.doc.get("source") or ""),
+                                  r.doc.get("metadata") if isinstance(r.doc.get("metadata"), dict) else {})
+                for r in batch if r.ok]
+        bodies = iter(tagset.tag_json(docs)) if docs else iter(())
+        out = [attribute_line(r.doc["id"], next(bodies), r.doc.get("source")) if r.ok else attribute_line(None, "", None)
+               for r in batch]
+        writer.write(("\n".join(out) + "\n").encode("utf-8"))
         batch.clear()
 
     for rec in records:
-        n_in += 1
         if rec.fatal:
             if rejects is not None:
                 rejects.add(rec.path, rec.line, rec.error, rec.raw)
             continue
+        n_in += 1
         if rec.ok:
             n_ok += 1
-            doc = rec.doc
-            batch.append((rec, registry.Document(str(doc["id"]), doc["text"], str(doc.get("source", "")),
-                                                 doc.get("metadata") or {})))
-        else:
-            if rejects is not None:
-                rejects.add(rec.path, rec.line, rec.error, rec.raw)
-            batch.append((rec, None))
+        elif rejects is not None:
+            rejects.add(rec.path, rec.line, rec.error, rec.raw)
+        batch.append(rec)
         if len(batch) >= BATCH:
             flush()
     if batch:
         flush()
-    return {"lines": n_in, "documents_in": n_ok}
+    return {"lines": n_in, "documents_in": n_ok, "tagger_errors": tagset.errors}
 
 
 def run_shard(shard: Shard, ctx: dict) -> dict:
     mix = mix_of(ctx)
     specs = [(t.name, t.options) for t in mix.taggers]
-    taggers = taggers_for(specs, ctx.get("tagger_modules", []))
+    tagset = taggers_for(specs, mix.experiment, ctx.get("tagger_modules", []))
     rejects = Rejects(ctx, "read", shard)
     with io.AtomicWriter(attributes_path(ctx, mix.experiment, shard)) as w:
-        stats = tag_records(io.read_documents(shard.path), taggers, mix.experiment, w, rejects)
+        stats = tag_records(io.read_documents(shard.path), tagset, w, rejects)
     rejects.commit()
     stats.update(rejects.stats())
     return stats
@@ -97,7 +90,7 @@ def attributes_beside(doc_path: str, experiment: str) -> str:
 
 
 def _tag_one(doc_path: str, attr_path: str, specs: list, experiment: str, modules: list) -> dict:
-    taggers = taggers_for(specs, modules)
+    tagset = taggers_for(specs, experiment, modules)
     rej_path = attr_path + ".rejects.jsonl"
     rejects_items: list = []
 
@@ -106,7 +99,7 @@ def _tag_one(doc_path: str, attr_path: str, specs: list, experiment: str, module
             rejects_items.append({"file": path, "line": line, "reason": reason, "raw": raw})
 
     with io.AtomicWriter(attr_path) as w:
-        stats = tag_records(io.read_documents(doc_path), taggers, experiment, w, _R())
+        stats = tag_records(io.read_documents(doc_path), tagset, w, _R())
     if rejects_items:
         with io.AtomicWriter(rej_path) as w:
             for it in rejects_items:
