@@ -76,8 +76,12 @@ class FilterSet:
     def __init__(self, include: list[str], exclude: list[str], where: str = "filters"):
         self.include = [compile_expression(e, f"{where}.include[{i}]") for i, e in enumerate(include)]
         self.exclude = [compile_expression(e, f"{where}.exclude[{i}]") for i, e in enumerate(exclude)]
+        # handing jq a document means serialising it; skip the (large) text when no rule reads it
+        self.needs_text = any("text" in e.source for e in self.include + self.exclude)
 
     def decide(self, doc: dict) -> str | None:
+        if not self.needs_text and "text" in doc:
+            doc = {k: v for k, v in doc.items() if k != "text"}
         if self.include and not any(e.matches(doc) for e in self.include):
             return "include: no rule matched"
         for e in self.exclude:

@@ -25,6 +25,7 @@ import zstandard
 
 DOC_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".jsonl.zstd", ".parquet")
 MAX_REJECT_PREVIEW = 2000
+GZIP_LEVEL = 3
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -103,7 +104,9 @@ def open_binary(path: str, mode: str = "rb") -> IO[bytes]:
     comp = _compression(path)
     raw = fsspec.open(path, mode).open()
     if comp == "gzip":
-        return gzip.GzipFile(filename="", fileobj=raw, mode=mode, mtime=0) if "w" in mode else gzip.GzipFile(fileobj=raw, mode=mode)
+        if "w" in mode:  # level 3: near level 9's size at several times its speed
+            return gzip.GzipFile(filename="", fileobj=raw, mode=mode, mtime=0, compresslevel=GZIP_LEVEL)
+        return gzip.GzipFile(fileobj=raw, mode=mode)
     if comp == "zstd":
         if "w" in mode:
             return zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)

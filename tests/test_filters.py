@@ -40,3 +40,9 @@ def test_jq_cannot_reach_the_host(tmp_path):
     # jq has no access to files or processes; `input_filename`/`env` expose nothing executable
     fs = FilterSet(include=[], exclude=['env | has("PATH")'])
     assert fs.decide(DOC) is not None  # evaluates as data, runs nothing
+
+
+def test_rules_reading_text_still_see_it():
+    doc = {**DOC, "text": "x" * 100}
+    assert FilterSet([], ["(.text | length) > 50"]).decide(doc) == "exclude: (.text | length) > 50"
+    assert FilterSet([], ["(.attributes.empty | length) > 0"]).decide(doc) is None
