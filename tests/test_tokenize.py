@@ -1,14 +1,21 @@
-"""`dolma-prep tokenize` / `decode`: the dolma tokens format, dtype choice, bad input."""
+"""`dolma-prep tokenize` / `decode`: the dolma tokens format, dtype choice, bad input, and the stage's
+reading, special-token rules, writing and failure handling in-process (fast, no Ray)."""
 import csv
 import gzip
 import json
+import threading
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from conftest import SAMPLE, TOKENIZER, run_cli, write_docs
+from dolma_prep.pipeline import io as pio
 from dolma_prep.pipeline.io import InputError
+from dolma_prep.pipeline.mixfile import TokenizerConfig
+from dolma_prep.pipeline.runtime import Shard
+from dolma_prep.pipeline.stages import tokenize as tk
+from dolma_prep.pipeline.stages.common import Rejects
 from dolma_prep.pipeline.stages.tokenize import choose_dtype, decode
 
 
@@ -94,3 +101,200 @@ def test_decode_round_trips_every_source(tmp_path):
             assert text == tok.normalizer.normalize_str(doc["text"].strip()) + "<|endoftext|>", f.parent.name
     res = run_cli("decode", str(out / "part-0-00000.npy"), "--doc", "0", "--json", check=True)
     assert json.loads(res.stdout)["text"].endswith("<|endoftext|>")
+
+
+# ---------------------------------------------------------------------------------------------
+# in-process tests of the stage (no Ray): reading, dolma's special-token rules, writing, failures
+
+
+def _tokenize(tmp_path, src, rule=tk.ALL, **cfg):
+    tcfg = TokenizerConfig(path=str(cfg.pop("path", TOKENIZER)), **cfg)
+    out = tmp_path / "out"
+    rejects = Rejects({"output": str(out)}, "tokenize", Shard("", 0, str(src), "in.jsonl.gz"))
+    stats = tk.tokenize_file(str(src), str(out), 0, tcfg, 3, "s", rule, str(src), rejects)
+    rejects.commit()
+    return out, stats, rejects
+
+
+def _docs(out, dtype=np.uint16):
+    """{id: (ids, loc)} through the indexes of every part file."""
+    got = {}
+    for p in sorted(out.glob("part-*.npy")):
+        arr = np.fromfile(p, dtype=dtype)
+        rows = _index(str(p)[:-4] + ".csv.gz")
+        assert int(rows[-1][1]) == len(arr)
+        for start, end, doc_id, _, loc in rows:
+            got.setdefault(doc_id, []).append((arr[int(start):int(end)].tolist(), int(loc)))
+    return got
+
+
+def test_fast_reader_matches_io_read_documents(tmp_path):
+    lines = [b'\xef\xbb\xbf{"id": "bom", "source": "s", "text": "with a BOM"}\n',
+             b'{"id": "ok", "source": "s", "text": "plain"}\r\n', b"\n", b"   \n", b"not json\n", b"[1, 2]\n",
+             b'{"id": "bom2", "source": "s", "text": "x"}\xef\xbb\xbf\n',
+             b'\xef\xbb\xbf{"id": "late-bom", "source": "s", "text": "x"}\n',
+             b'{"id": "nosrc", "text": "x"}\n', b'{"source": "s", "text": "x"}\n', b'{"id": "t", "source": "s"}\n',
+             b'{"id": "t", "source": "s", "text": 5}\n', b'{"id": true, "source": "s", "text": "x"}\n',
+             b'{"id": 1.5, "source": "s", "text": "x"}\n', b'{"id": 12, "source": "s", "text": "int id"}\n',
+             b'{"id": "lone", "source": "s", "text": "a\\udc00b"}\n', b'{"id": "LONE", "source": "s", "text": "a\\uD800"}\n',
+             b'{"id": "pair", "source": "s", "text": "a\\ud83d\\ude00b"}\n',
+             b'{"id": "esc", "source": "s", "text": "\\\\udc00 is not an escape"}\n',
+             b'{"id": "nul", "source": "s", "text": "a\\u0000b"}\n', b'{"id": "bad-utf8", "source": "s", "text": "\xff"}\n',
+             b'{"id": "enc-surrogate", "source": "s", "text": "\xed\xa0\x80"}\n',
+             b'{"id": "ok", "source": "s", "text": "duplicate id"}\n', b'{"id": "12", "source": "s", "text": "dup of 12"}\n',
+             b'{"id": "nan", "source": "s", "text": "x", "score": NaN}\n',
+             b'{"id": "last", "source": "s", "text": "no newline at the end"}']
+    src = tmp_path / "a.jsonl"
+    src.write_bytes(b"".join(lines))
+    ours = [(r.line, r.doc, r.error, r.raw, r.fatal) for r in tk.read_documents(str(src))]
+    assert ours == [(r.line, r.doc, r.error, r.raw, r.fatal) for r in pio.read_documents(str(src))]
+    assert sum(1 for r in ours if r[2] is None) == 8 and len(ours) == len(lines)
+    gz = tmp_path / "b.jsonl.gz"
+    gz.write_bytes(gzip.compress(b"".join(lines))[:-30])  # truncated: the stream breaks
+    ours = [(r.line, r.doc, r.error, r.fatal) for r in tk.read_documents(str(gz))]
+    assert ours == [(r.line, r.doc, r.error, r.fatal) for r in pio.read_documents(str(gz))] and ours[-1][3]
+
+
+def _dolma_reference(tok, text, eos, bos):
+    """dolma 1.2.1 Tokenizer.encode(text, add_special_tokens=True), restated."""
+    ids = tok.encode(text, add_special_tokens=False).ids
+    if not ids:
+        return ids
+    if bos is not None and ids[0] != bos:
+        ids.insert(0, bos)
+    if eos is not None and ids[-1] != eos:
+        ids.append(eos)
+    return ids
+
+
+@pytest.mark.parametrize("eos,bos", [(50279, None), (50279, 50279), (50279, 0), (None, 50279), (0, 1)])
+def test_encode_flat_follows_dolma_special_token_rules(eos, bos):
+    tok = Tokenizer.from_file(str(TOKENIZER))
+    texts = ["hello", "<|endoftext|>", "x <|endoftext|>", "<|endoftext|> y", "|||IP_ADDRESS||| z", "<|padding|>",
+             "a\u0000b", "w" * 5000, "e\u0301"] * 3
+    flat, lens, errors = tk.encode_flat(tok, texts, eos, bos, batch_size=4)
+    assert not errors and len(lens) == len(texts) and lens.sum() == len(flat)
+    starts = np.cumsum(lens) - lens
+    for t, s, n in zip(texts, starts, lens):
+        assert flat[s:s + n].tolist() == _dolma_reference(tok, t, eos, bos), t
+    blocks = tk.encode_block(tok, texts, eos, bos)
+    assert [b.tolist() for b in blocks] == [_dolma_reference(tok, t, eos, bos) for t in texts]
+
+
+def _word_tokenizer(tmp_path, unk=True, size=400):
+    vocab = {f"w{i}": i for i in range(size)}
+    if unk:
+        vocab["[UNK]"] = size
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]" if unk else None))
+    tok.normalizer = normalizers.Replace("~", "")
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    path = tmp_path / ("tok.json" if unk else "tok-nounk.json")
+    tok.save(str(path))
+    return path
+
+
+def test_empty_vanishing_and_refused_documents_are_counted_and_the_rest_written(tmp_path):
+    path = _word_tokenizer(tmp_path, unk=False)
+    docs = [{"id": "a", "source": "s", "text": " w1 w2 "}, {"id": "empty", "source": "s", "text": " \n "},
+            {"id": "vanishes", "source": "s", "text": "~~ ~"}, {"id": "refused", "source": "s", "text": "w1 unknown"},
+            {"id": "b", "source": "s", "text": "w3 ~w4~"}]
+    src = write_docs(tmp_path / "a.jsonl.gz", docs, raw_lines=[b'{"id": "sur", "source": "s", "text": "\\udfff"}\n'])
+    out, stats, rejects = _tokenize(tmp_path, src, path=path, eos_token_id=399)
+    assert _docs(out) == {"a": [([1, 2, 399], 1)], "b": [([3, 4, 399], 5)]}
+    assert stats["documents_in"] == 5 and stats["empty"] == 1 and stats["documents_out"] == 2
+    assert stats["tokens"] == 6 == stats["tokens_unsampled"]
+    reasons = {r["line"]: r["reason"] for r in rejects.items}
+    assert reasons[3] == "text of 4 characters (after strip) tokenizes to no tokens; document skipped"
+    assert reasons[4].startswith("the tokenizer refused the text (Exception: ") and "UNK" in reasons[4]
+    assert reasons[6] == "field 'text' holds lone UTF-16 surrogates" and len(reasons) == 3
+    assert [r["raw"] for r in rejects.items if r["line"] in (3, 4)] == ["~~ ~", "w1 unknown"]
+
+
+def test_special_ids_that_do_not_fit_the_dtype_are_refused(tmp_path):
+    src = write_docs(tmp_path / "a.jsonl.gz", [{"id": "a", "source": "s", "text": "hello"}])
+    with pytest.raises(InputError, match=r"eos_token_id 70000 does not fit dtype uint16 \(ids 0\.\.65,535\)"):
+        _tokenize(tmp_path, src, eos_token_id=70000)
+    with pytest.raises(InputError, match="bos_token_id -1 does not fit dtype uint16"):
+        _tokenize(tmp_path, src, bos_token_id=-1)
+    out, _, _ = _tokenize(tmp_path, src, eos_token_id=70000, dtype="uint32")
+    assert _docs(out, np.uint32)["a"][0][0][-1] == 70000
+    assert not list(tmp_path.rglob("*.tmp-*"))
+
+
+def test_rolling_sampling_and_shuffle_in_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(tk, "BLOCK", 7)  # several shuffle blocks
+    tok = Tokenizer.from_file(str(TOKENIZER))
+    docs = [{"id": f"d{i}", "source": "s", "text": "word " * (1 + i % 13)} for i in range(60)]
+    src = write_docs(tmp_path / "a.jsonl.gz", docs)
+    rule = {"whole": 1, "threshold": 0.5}
+    out, stats, _ = _tokenize(tmp_path, src, rule, max_tokens_per_file=25)
+    got = _docs(out)
+    want = {d["id"]: tk.copies(tk.unit_hash(3, "s", d["id"]), rule) for d in docs}
+    assert {k: len(v) for k, v in got.items()} == {k: n for k, n in want.items() if n}
+    for i, d in enumerate(docs):
+        for ids, loc in got.get(d["id"], []):
+            assert ids == tok.encode(d["text"].strip()).ids + [50279] and loc == i + 1
+    sizes = [len(np.fromfile(p, dtype=np.uint16)) for p in sorted(out.glob("part-0-*.npy"))]
+    assert max(sizes) <= 25 and len(sizes) == len(list(out.glob("part-0-*.csv.gz"))) > 5
+    assert stats["documents_out"] == sum(want.values()) and stats["documents_sampled"] == sum(1 for n in want.values() if n)
+    assert stats["tokens"] == sum(sizes) and [f["tokens"] for f in stats["files"]] == sizes
+    order = [r[2] for p in sorted(out.glob("part-0-*.csv.gz")) for r in _index(p)]
+    assert order != sorted(order, key=lambda x: int(x[1:]))  # shuffled
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    for p in out.iterdir():
+        p.unlink()
+    _tokenize(tmp_path, src, rule, max_tokens_per_file=25)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # deterministic
+
+
+def test_a_document_longer_than_a_file_gets_a_file_of_its_own(tmp_path):
+    docs = [{"id": "small", "source": "s", "text": "a b"}, {"id": "huge", "source": "s", "text": "word " * 100},
+            {"id": "small2", "source": "s", "text": "c d"}]
+    out, stats, _ = _tokenize(tmp_path, write_docs(tmp_path / "a.jsonl.gz", docs), max_tokens_per_file=10)
+    per_file = [[r[2] for r in _index(p)] for p in sorted(out.glob("*.csv.gz"))]
+    assert ["huge"] in per_file and sorted(sum(per_file, [])) == ["huge", "small", "small2"]
+
+
+def test_a_failing_writer_stops_the_pipeline_and_leaves_no_temporaries(tmp_path, monkeypatch):
+    docs = [{"id": f"d{i}", "source": "s", "text": f"document {i}"} for i in range(50)]
+    src = write_docs(tmp_path / "a.jsonl.gz", docs)
+    monkeypatch.setattr(tk, "BLOCK", 5)
+    real, calls = tk.PartWriter.write_block, []
+
+    def failing(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(self, *args)
+
+    monkeypatch.setattr(tk.PartWriter, "write_block", failing)
+    before = threading.active_count()
+    with pytest.raises(OSError, match="disk full"):
+        _tokenize(tmp_path, src, max_tokens_per_file=1000)
+    assert threading.active_count() == before
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_a_failing_reader_is_raised_in_the_task(tmp_path, monkeypatch):
+    src = write_docs(tmp_path / "a.jsonl.gz", [{"id": "a", "source": "s", "text": "x"}])
+
+    def boom(path):
+        yield from ()
+        raise RuntimeError("reader broke")
+
+    monkeypatch.setattr(tk, "_blocks", boom)
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="reader broke"):
+        _tokenize(tmp_path, src)
+    assert threading.active_count() == before
+
+
+def test_output_is_byte_identical_across_worker_counts(tmp_path):
+    files = [str(p) for p in sorted(SAMPLE.glob("*/0000.jsonl.gz"))[:4]]
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        run_cli("tokenize", "--documents", *files, "--output", str(out), "--workers", workers,
+                "--max-tokens-per-file", "5000", "-q", check=True)
+        outs.append({p.name: p.read_bytes() for p in out.glob("part-*")})
+    assert outs[0] == outs[1] and len(outs[0]) > 8

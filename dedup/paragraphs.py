@@ -1,0 +1,309 @@
+"""Paragraph n-gram dedup as Dolma 1.7 ran it (dolma's Rust `bff` deduper, `by_ngram`).
+
+Semantics copied from dolma 1.2.1 `src/deduper.rs` (paragraph branch):
+
+- the text is split on the separator ("\\n"); a paragraph's span is [start, end) in characters,
+  `end` including the separator, except that (dolma's quirk, kept) the separator is not added
+  once the character offset reaches the text's UTF-8 byte length minus one;
+- paragraphs shorter than `min_length` characters, with fewer than `min_words` tokens, or blank
+  when `skip_empty`, are not checked;
+- tokens are UAX #29 word segments (`text.dolma_tokens`); every window of `ngram_length` tokens
+  whose start satisfies dolma's stride rule is looked up in a Bloom filter and inserted when
+  absent; score = (windows already present) / (windows checked), in f32 as dolma computes it;
+- a paragraph with fewer than 2 windows is instead looked up as a whole (score 1.0 or 0.0),
+  unless `skip_short_paragraphs`;
+- a span [start, end, score] is written when score >= `overlap_threshold`.
+
+Differences, on purpose: the Bloom filter is ours (`bloom.py`: same sizing rule, fewest probes
+that meet the target rate, different hash functions), so false positives differ from dolma's;
+shards are processed strictly in the given order (dolma's threads race, so its output depends
+on scheduling); an empty text gets `[]` rather than no key; with `min_words` > 0 dolma never
+dedupes at all (its `else if` chain skips the check), here paragraphs with enough words are
+checked.
+
+On Ray, three stages, each a set of tasks:
+  A. per shard: tokenise, hash windows, split the keys into `bloom_partitions` pieces by their
+     top bits (keys-<shard>-<piece>.npy) and keep the paragraph table;
+  B. per Bloom piece: walk the shards in order, check-and-insert that piece's keys;
+  C. per shard: gather the flags back into key order, score paragraphs, write attributes.
+Because every key always goes to the same piece and every piece sees its keys in corpus
+order, the result is that of one sequential pass, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+from . import bloom
+from ._jsonl import AtomicWriter, attribute_line, format_score, id_json, iter_documents
+from ._tasks import run_tasks, summarise
+from .text import WHITE_SPACE, TokenHasher, dolma_tokens, window_hashes, xxh3
+
+_WHOLE_SEED = 0x5EED_0001
+_TOKENS_PER_BATCH = 1 << 20
+
+
+def _stride_keep(local: np.ndarray, stride: int) -> np.ndarray:
+    """dolma's stride rule: window i is counted if i == 0, i == 1, or (i - 1) % stride == 0."""
+    if stride <= 1:
+        return np.ones(len(local), dtype=bool)
+    return (local == 0) | ((local - 1) % stride == 0)
+
+
+def _ragged(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For segments (start, count): (owner segment, local index, absolute index) of each item."""
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(len(counts)), counts)
+    first = np.cumsum(counts) - counts
+    local = np.arange(total, dtype=np.int64) - np.repeat(first, counts)
+    return owner, local, np.repeat(starts, counts) + local
+
+
+class _ShardKeys:
+    """Accumulates one shard's paragraph table and its keys, in corpus order."""
+
+    def __init__(self, ngram: int, stride: int, skip_short: bool):
+        self.ngram, self.stride, self.skip_short = ngram, stride, skip_short
+        self.hasher = TokenHasher()
+        self.par_line: list[int] = []
+        self.par_start: list[int] = []
+        self.par_end: list[int] = []
+        self.n_ngrams: list[np.ndarray] = []
+        self.has_whole: list[np.ndarray] = []
+        self.keys: list[np.ndarray] = []
+        self._tokens: list[str] = []
+        self._tok_start: list[int] = []
+        self._texts: list[str] = []
+
+    def add(self, line: int, start: int, end: int, text: str, tokens: list[str]) -> None:
+        self.par_line.append(line)
+        self.par_start.append(start)
+        self.par_end.append(end)
+        self._tok_start.append(len(self._tokens))
+        self._tokens.extend(tokens)
+        self._texts.append(text)
+        if len(self._tokens) >= _TOKENS_PER_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._texts:
+            return
+        n = self.ngram
+        starts = np.asarray(self._tok_start, dtype=np.int64)
+        lengths = np.diff(np.append(starts, len(self._tokens)))
+        windows = window_hashes(self.hasher(self._tokens), n)
+        counts = np.maximum(lengths - n + 1, 0)
+        owner, local, absolute = _ragged(starts, counts)
+        keep = _stride_keep(local, self.stride)
+        owner, absolute = owner[keep], absolute[keep]
+        n_ngrams = np.bincount(owner, minlength=len(starts)).astype(np.int64)
+        has_whole = (n_ngrams < 2) & (not self.skip_short)
+        # key stream: each paragraph's window keys, then its whole-paragraph key if any
+        per_par = n_ngrams + has_whole
+        offsets = np.cumsum(per_par) - per_par
+        keys = np.empty(int(per_par.sum()), dtype=np.uint64)
+        rank = np.arange(len(owner)) - np.repeat(np.cumsum(n_ngrams) - n_ngrams, n_ngrams)
+        keys[offsets[owner] + rank] = windows[absolute]
+        whole_idx = np.flatnonzero(has_whole)
+        if len(whole_idx):
+            keys[offsets[whole_idx] + n_ngrams[whole_idx]] = np.fromiter(
+                (xxh3(self._texts[i], _WHOLE_SEED) for i in whole_idx), dtype=np.uint64, count=len(whole_idx)
+            )
+        self.keys.append(keys)
+        self.n_ngrams.append(n_ngrams)
+        self.has_whole.append(has_whole)
+        self._tokens, self._tok_start, self._texts = [], [], []
+
+
+def _paragraph_spans(text: str, sep: str):
+    """(start, end, paragraph) as dolma computes them (character offsets, its end-of-text quirk)."""
+    text_length = len(text.encode("utf-8", "surrogatepass"))
+    offset = 0
+    for p in text.split(sep):
+        start = offset
+        offset += len(p)
+        if offset < text_length - 1:
+            offset += 1
+        yield start, offset, p
+
+
+def _stage_keys(shard_index: int, doc_path: str, work: str, params: dict) -> dict:
+    acc = _ShardKeys(params["ngram_length"], params["stride"], params["skip_short_paragraphs"])
+    sep = params["paragraph_separator"]
+    min_length, min_words, skip_empty = params["min_length"], params["min_words"], params["skip_empty"]
+    ids: list[str] = []
+    invalid = 0
+    for line, doc in enumerate(iter_documents(doc_path)):
+        if doc is None:
+            ids.append("null")
+            invalid += 1
+            continue
+        doc_id, text = doc
+        ids.append(id_json(doc_id))
+        if not text:
+            continue
+        for start, end, p in _paragraph_spans(text, sep):
+            if len(p) < min_length:
+                continue
+            if skip_empty and not p.strip(WHITE_SPACE):
+                continue
+            tokens = dolma_tokens(p)
+            if min_words > 0 and len(tokens) < min_words:
+                continue
+            acc.add(line, start, end, p, tokens)
+    acc.flush()
+    keys = np.concatenate(acc.keys) if acc.keys else np.empty(0, dtype=np.uint64)
+    pieces = params["bloom_partitions"]
+    route = bloom.partition_of(keys, pieces)
+    for piece in range(pieces):
+        np.save(os.path.join(work, f"keys-{shard_index}-{piece}.npy"), keys[route == piece])
+    np.savez(
+        os.path.join(work, f"paragraphs-{shard_index}.npz"),
+        line=np.asarray(acc.par_line, dtype=np.int64),
+        start=np.asarray(acc.par_start, dtype=np.int64),
+        end=np.asarray(acc.par_end, dtype=np.int64),
+        n_ngrams=np.concatenate(acc.n_ngrams) if acc.n_ngrams else np.empty(0, np.int64),
+        has_whole=np.concatenate(acc.has_whole) if acc.has_whole else np.empty(0, bool),
+        route=route.astype(np.uint16),
+    )
+    with open(os.path.join(work, f"ids-{shard_index}.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(ids))
+    return {"lines": len(ids), "invalid": invalid, "paragraphs": len(acc.par_line), "keys": int(len(keys))}
+
+
+def _stage_bloom(piece: int, n_shards: int, work: str, size_in_bytes: int, k: int) -> dict:
+    filt = bloom.BloomPiece(size_in_bytes, k)
+    seen_total = 0
+    for s in range(n_shards):
+        keys = np.load(os.path.join(work, f"keys-{s}-{piece}.npy"))
+        seen = filt.check_and_insert(keys)
+        seen_total += int(seen.sum())
+        np.save(os.path.join(work, f"flags-{s}-{piece}.npy"), np.packbits(seen))
+    return {"seen": seen_total}
+
+
+def _stage_write(shard_index: int, out_path: str, work: str, attribute: str, params: dict) -> dict:
+    meta = np.load(os.path.join(work, f"paragraphs-{shard_index}.npz"))
+    route = meta["route"].astype(np.int64)
+    seen = np.zeros(len(route), dtype=bool)
+    for piece in range(params["bloom_partitions"]):
+        where = np.flatnonzero(route == piece)
+        flags = np.load(os.path.join(work, f"flags-{shard_index}-{piece}.npy"))
+        seen[where] = np.unpackbits(flags, count=len(where)).astype(bool)
+    n_ngrams, has_whole = meta["n_ngrams"], meta["has_whole"]
+    per_par = n_ngrams + has_whole
+    offsets = np.cumsum(per_par) - per_par
+    cum = np.concatenate([[0], np.cumsum(seen, dtype=np.int64)])
+    dup_ngrams = cum[offsets + n_ngrams] - cum[offsets]
+    threshold = np.float32(params["overlap_threshold"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = dup_ngrams.astype(np.float32) / n_ngrams.astype(np.float32)
+    whole_seen = np.zeros(len(n_ngrams), dtype=bool)
+    w = np.flatnonzero(has_whole)
+    whole_seen[w] = seen[offsets[w] + n_ngrams[w]]
+    score = np.where(has_whole, whole_seen.astype(np.float32), frac)
+    emit = score >= threshold  # NaN (no window, short paragraphs skipped) never emits
+    lines, starts, ends = meta["line"], meta["start"], meta["end"]
+    with open(os.path.join(work, f"ids-{shard_index}.txt"), encoding="utf-8") as f:
+        ids = f.read().split("\n") if os.path.getsize(f.name) else []
+    name_js = json.dumps(attribute, ensure_ascii=False)
+    by_line: dict[int, list[str]] = {}
+    dup_chars = 0
+    for i in np.flatnonzero(emit):
+        v = float(score[i])
+        by_line.setdefault(int(lines[i]), []).append(f"[{int(starts[i])},{int(ends[i])},{format_score(v)}]")
+        dup_chars += int(ends[i] - starts[i])
+    with AtomicWriter(out_path) as out:
+        for line, id_js in enumerate(ids):
+            spans = by_line.get(line)
+            out.write(attribute_line(id_js, name_js, "[" + ",".join(spans) + "]" if spans else "[]"))
+    return {
+        "duplicate_paragraphs": int(emit.sum()),
+        "documents_with_duplicates": len(by_line),
+        "duplicate_span_chars": dup_chars,
+    }
+
+
+DEFAULTS = dict(
+    ngram_length=13,
+    stride=1,
+    overlap_threshold=0.5,
+    skip_short_paragraphs=False,
+    paragraph_separator="\n",
+    min_length=0,
+    min_words=0,
+    skip_empty=True,
+    expected_count=None,
+    false_positive_rate=1e-6,
+    bloom_partitions=8,
+)
+
+
+def run_paragraphs(
+    shards: list[tuple[str, str]],
+    attribute: str,
+    work_dir: str,
+    *,
+    workers: int | None = None,
+    threshold: float | None = None,
+    keep_work: bool = False,
+    **params,
+) -> dict:
+    """Paragraph n-gram dedup over `shards` [(documents_path, attributes_path), ...].
+
+    Parameters (defaults as Dolma 1.7's `dd_ngram` run): ngram_length=13, stride=1,
+    overlap_threshold=0.5 (`threshold` is an alias), skip_short_paragraphs=False,
+    paragraph_separator="\\n", min_length=0, min_words=0, skip_empty=True,
+    expected_count=None (None: the exact number of keys, counted in stage A),
+    false_positive_rate=1e-6, bloom_partitions=8 (a power of two; part of the result, so fixed
+    independently of `workers`).
+    """
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"run_paragraphs: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    if threshold is not None:
+        p["overlap_threshold"] = float(threshold)
+    pieces = int(p["bloom_partitions"])
+    if pieces < 1 or pieces & (pieces - 1):
+        raise ValueError(f"bloom_partitions must be a power of two, got {pieces}")
+    if int(p["ngram_length"]) < 1:
+        raise ValueError("ngram_length must be >= 1 (whole-paragraph dedup is `dolma dedupe` without by_ngram)")
+    work = os.path.join(work_dir, "paragraphs")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work, exist_ok=True)
+
+    a = run_tasks(_stage_keys, [(i, d, work, p) for i, (d, _) in enumerate(shards)], workers)
+    total_keys = sum(r["keys"] for r in a)
+    expected = int(p["expected_count"] or max(1, total_keys))
+    size = bloom.suggest_size_in_bytes(expected, p["false_positive_rate"])
+    k = bloom.fewest_hashers(size, expected, p["false_positive_rate"])
+    piece_size = max(8, size // pieces)
+    b = run_tasks(_stage_bloom, [(q, len(shards), work, piece_size, k) for q in range(pieces)], workers)
+    c = run_tasks(_stage_write, [(i, o, work, attribute, p) for i, (_, o) in enumerate(shards)], workers)
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "kind": "paragraphs",
+        "shards": len(shards),
+        "documents": sum(r["lines"] - r["invalid"] for r in a),
+        "invalid_lines": sum(r["invalid"] for r in a),
+        "paragraphs": sum(r["paragraphs"] for r in a),
+        "keys": total_keys,
+        "keys_seen_before": sum(r["seen"] for r in b),
+        "duplicate_paragraphs": sum(r["duplicate_paragraphs"] for r in c),
+        "documents_with_duplicates": sum(r["documents_with_duplicates"] for r in c),
+        "duplicate_span_chars": sum(r["duplicate_span_chars"] for r in c),
+        "bloom": {
+            "expected_count": expected,
+            "size_in_bytes": size,
+            "num_hashers": k,
+            "predicted_false_positive_rate": bloom.prob_of_false_positive(size, expected, k),
+            "pieces": pieces,
+        },
+        "stages": {"keys": summarise(a), "bloom": summarise(b), "write": summarise(c)},
+    }

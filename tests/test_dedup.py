@@ -1,0 +1,209 @@
+"""Unit tests of the dedup building blocks (no Ray)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+
+import numpy as np
+import pytest
+
+from dolma_prep.dedup import bloom
+from dolma_prep.dedup._jsonl import AtomicWriter, iter_documents, parse_document
+from dolma_prep.dedup.minhash import band_keys, permutations, shingle_hashes, signatures
+from dolma_prep.dedup.paragraphs import _paragraph_spans, _stride_keep
+from dolma_prep.dedup.text import (
+    WHITE_SPACE,
+    _WORD_BOUNDARY,
+    dolma_tokens,
+    normalized_word_bytes,
+    normalized_words,
+    window_hashes,
+)
+
+
+def _full_uax29(text):
+    return [s for s in _WORD_BOUNDARY.split(text) if s and s.strip(WHITE_SPACE)]
+
+
+def test_dolma_tokens_match_dolma_rust_unit_test():
+    # src/wimbd/tokens.rs: test_tokenize_and_ngrams
+    s = "You can follow any responses to this entry through the RSS 2.0 feed"
+    assert dolma_tokens(s) == [
+        "You", "can", "follow", "any", "responses", "to", "this", "entry", "through", "the", "RSS", "2.0", "feed",
+    ]  # fmt: skip
+
+
+def test_dolma_tokens_punctuation_and_unicode():
+    assert dolma_tokens("Hello, world... don't 3,000.5 a_b") == [
+        "Hello", ",", "world", ".", ".", ".", "don't", "3,000.5", "a_b",
+    ]  # fmt: skip
+    assert dolma_tokens("日本語 été\u3000x") == ["日", "本", "語", "été", "x"]
+    assert dolma_tokens(" \t\n ") == []
+
+
+def test_ascii_fast_path_equals_full_word_boundary_rules():
+    rng = random.Random(0)
+    alphabet = "abcXYZ019_ .,:;'\"-!?()[]\t\n\r\x0b\x0c\x1c$%&*+/<=>@\\^`{|}~"
+    for _ in range(3000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert dolma_tokens(s) == _full_uax29(s), repr(s)
+
+
+def test_paragraph_spans_follow_dolma_offsets():
+    assert [(a, b) for a, b, _ in _paragraph_spans("a\nb", "\n")] == [(0, 2), (2, 3)]
+    # dolma does not count the separator once offset >= byte length - 1
+    assert [(a, b) for a, b, _ in _paragraph_spans("a\n", "\n")] == [(0, 1), (1, 1)]
+    # character offsets compared with a byte length: the quirk shows with non-ASCII text
+    assert [(a, b) for a, b, _ in _paragraph_spans("é\n", "\n")] == [(0, 2), (2, 2)]
+
+
+def _dolma_stride_loop(n_windows: int, stride: int) -> list[bool]:
+    """Port of the window selection loop of dolma 1.2.1 deduper.rs."""
+    out, last = [], 0
+    for start in range(n_windows):
+        if last == 0 or start - last >= stride:
+            last = start
+            out.append(True)
+        else:
+            out.append(False)
+    return out
+
+
+@pytest.mark.parametrize("stride", [0, 1, 2, 3, 5])
+def test_stride_rule_matches_dolma_loop(stride):
+    got = _stride_keep(np.arange(40), stride).tolist()
+    assert got == _dolma_stride_loop(40, stride)
+
+
+def test_bloom_sizing_matches_dolma_rule():
+    assert bloom.suggest_size_in_bytes(1000, 0.001) == 1 << 20
+    size = bloom.suggest_size_in_bytes(30_000_000_000, 1e-6)
+    assert size == 1 << 37  # 128 GiB: the size of Dolma's CC paragraph filter
+    k_dolma = bloom.optimal_number_of_hashers(size, 30_000_000_000)
+    k = bloom.fewest_hashers(size, 30_000_000_000, 1e-6)
+    assert k <= k_dolma
+    assert bloom.prob_of_false_positive(size, 30_000_000_000, k) <= 1e-6
+
+
+def test_bloom_piece_no_false_negatives_and_low_false_positives():
+    rng = np.random.default_rng(0)
+    n = 200_000
+    size = bloom.suggest_size_in_bytes(n, 1e-3)
+    k = bloom.fewest_hashers(size, n, 1e-3)
+    piece = bloom.BloomPiece(size, k)
+    keys = rng.integers(0, 2**63, n, dtype=np.uint64)
+    keys[5000:5100] = keys[:100]  # repeats, some inside one batch
+    seen = piece.check_and_insert(keys)
+    assert seen[5000:5100].all()
+    assert seen[:100].sum() == 0
+    assert piece.contains(keys).all()
+    fresh = rng.integers(0, 2**63, 100_000, dtype=np.uint64)
+    assert piece.contains(fresh).mean() <= 2e-3
+
+
+def test_bloom_partition_uses_top_bits():
+    keys = np.array([0, 1 << 61, 1 << 62, (1 << 64) - 1], dtype=np.uint64)
+    assert bloom.partition_of(keys, 4).tolist() == [0, 0, 1, 3]
+    assert bloom.partition_of(keys, 1).tolist() == [0, 0, 0, 0]
+
+
+def test_window_hashes_equal_windows_equal_keys():
+    t = np.array([5, 6, 7, 5, 6, 7, 8], dtype=np.uint64)
+    w = window_hashes(t, 3)
+    assert len(w) == 5 and w[0] == w[3] and len(set(w.tolist())) == 4
+    assert len(window_hashes(t[:2], 3)) == 0
+
+
+def test_normalisation():
+    text = "Hello,  World!\n\tIt's — “quoted” Ünïcode; x"
+    assert normalized_words(text) == ["hello", "world", "it", "s", "quoted", "ünïcode", "x"]
+    assert normalized_word_bytes(text) == [w.encode() for w in normalized_words(text)]
+    ascii_text = "A-b c.d (E) f$g"
+    assert normalized_word_bytes(ascii_text) == [w.encode() for w in normalized_words(ascii_text)]
+
+
+def test_shingles_are_xxh64_of_joined_words():
+    import xxhash
+
+    words = [b"the", b"quick", b"brown", b"fox", b"jumps", b"over"]
+    sh = shingle_hashes(words, 5)
+    assert sh.tolist() == [
+        xxhash.xxh64_intdigest(b"the quick brown fox jumps"),
+        xxhash.xxh64_intdigest(b"quick brown fox jumps over"),
+    ]
+    assert shingle_hashes(words[:2], 5).tolist() == [xxhash.xxh64_intdigest(b"the quick")]
+    assert len(shingle_hashes([], 5)) == 0
+
+
+@pytest.mark.parametrize("family", ["multiply_shift", "mersenne"])
+def test_minhash_estimates_jaccard(family):
+    rng = np.random.default_rng(1)
+    a, b = permutations(256, 7, family)
+    errors = []
+    for target in (0.3, 0.5, 0.8, 0.95):
+        base = rng.integers(0, 2**63, 2000, dtype=np.uint64)
+        # |A & B| / |A | B| = target with |A| = |B| = 2000
+        inter = int(round(2 * 2000 * target / (1 + target)))
+        other = np.concatenate([base[:inter], rng.integers(0, 2**63, 2000 - inter, dtype=np.uint64)])
+        sig = signatures(np.concatenate([base, other]), np.array([0, 2000, 4000]), a, b, family)
+        errors.append(abs((sig[0] == sig[1]).mean() - inter / (4000 - inter)))
+    assert max(errors) < 0.1 and np.mean(errors) < 0.05
+
+
+def test_signatures_batch_equals_per_document():
+    rng = np.random.default_rng(2)
+    a, b = permutations(117, 1, "multiply_shift")
+    docs = [rng.integers(0, 2**63, n, dtype=np.uint64) for n in (1, 5000, 0, 3, 2049)]
+    offsets = np.cumsum([0] + [len(d) for d in docs])
+    sig = signatures(np.concatenate(docs), offsets, a, b, "multiply_shift")
+    for i, d in enumerate(docs):
+        if len(d):
+            expect = (d[:, None] * a[None, :] + b[None, :]).min(axis=0)
+            assert (sig[i] == expect).all()
+        else:
+            assert (sig[i] == np.iinfo(np.uint64).max).all()
+
+
+def test_band_keys_depend_on_band_and_values():
+    sig = np.zeros((2, 6), dtype=np.uint64)
+    sig[1, 3] = 9
+    keys = band_keys(sig, 2, 3)
+    assert keys[0, 0] == keys[1, 0]  # same first band
+    assert keys[0, 1] != keys[1, 1]  # second band differs
+    assert keys[0, 0] != keys[0, 1]  # equal values in two bands are two buckets
+
+
+def test_invalid_lines_are_reported_in_place(tmp_path):
+    path = tmp_path / "d.jsonl.gz"
+    lines = [
+        b'{"id": "a", "text": "x"}',
+        b"not json",
+        b'{"id": "b"}',
+        b'{"text": "no id"}',
+        b"[1, 2]",
+        b'{"id": 7, "text": ""}',
+        b"\xff\xfe",
+    ]
+    with gzip.open(path, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    docs = list(iter_documents(str(path)))
+    assert docs == [("a", "x"), None, None, None, None, (7, ""), None]
+    assert parse_document(b'{"id": null, "text": "t"}') is None
+
+
+def test_atomic_writer_is_deterministic_and_leaves_no_temp(tmp_path):
+    out = []
+    for name in ("one.jsonl.gz", "two.jsonl.gz"):
+        path = tmp_path / name
+        with AtomicWriter(str(path)) as w:
+            w.write('{"id":"a"}\n')
+        out.append(path.read_bytes())
+    assert out[0] == out[1]
+    assert sorted(os.listdir(tmp_path)) == ["one.jsonl.gz", "two.jsonl.gz"]
+    with pytest.raises(RuntimeError):
+        with AtomicWriter(str(tmp_path / "three.jsonl.gz")) as w:
+            w.write("x")
+            raise RuntimeError("boom")
+    assert sorted(os.listdir(tmp_path)) == ["one.jsonl.gz", "two.jsonl.gz"]
