@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup peers demo test test-fast clean
+.PHONY: setup peers models demo test test-fast clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ peers:
 	./scripts/setup_chromium.sh
 	./scripts/setup_peer_dolma.sh
 	./scripts/setup_peer_olmo.sh
+
+# The small quality classifier mixes/general.yaml uses on the bundled sample.
+models: setup
+	$(VENV)/bin/dolma-prep train-classifier mixes/classifiers/quality_sample.yaml
 
 demo: setup
 	$(VENV)/bin/dolma-prep run mixes/anneal.yaml --output out/anneal

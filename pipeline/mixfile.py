@@ -31,6 +31,9 @@ class Strict(BaseModel):
 class TaggerSpec(Strict):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
+    # attribute folder and key prefix; default: the mix's `experiment`. Dolma 1.7's filters
+    # name e.g. `cc_multi_bin__cc_multi_bin__hq`: experiment cc_multi_bin, tagger cc_multi_bin
+    experiment: str | None = None
 
 
 class Filters(Strict):
@@ -47,8 +50,8 @@ class SpanReplacement(Strict):
 
     attribute: str
     replacement: str = ""
-    min_score: float = float("-inf")
-    max_score: float = float("inf")
+    min_score: float | None = None  # None: unbounded
+    max_score: float | None = None
 
 
 class ExactDedup(Strict):
@@ -151,6 +154,13 @@ class MixFile(Strict):
         return v
 
     # -- derived ---------------------------------------------------------------------------
+    def tagger_groups(self) -> dict[str, list[tuple[str, dict]]]:
+        """Taggers by the experiment (attribute folder) they write to, in order."""
+        groups: dict[str, list[tuple[str, dict]]] = {}
+        for t in self.taggers:
+            groups.setdefault(t.experiment or self.experiment, []).append((t.name, t.options))
+        return groups
+
     def source_filters(self, src: Source) -> Filters:
         """A source's filters extend the mix-level ones."""
         extra = src.filters or Filters()
@@ -224,6 +234,10 @@ def load_mix(path: str, data_root: str | None = None, output: str | None = None)
         mix.tokenizer.path = BUNDLED_TOKENIZER
     elif not is_remote(mix.tokenizer.path) and (mix.tokenizer.path.startswith(".") or os.sep in mix.tokenizer.path):
         mix.tokenizer.path = _resolve(base, mix.tokenizer.path)
+    for t in mix.taggers:  # model, tokenizer and list files resolve against the mix file too
+        for k, v in list(t.options.items()):
+            if k.endswith("_path") and isinstance(v, str) and not is_remote(v) and not os.path.isabs(v):
+                t.options[k] = _resolve(base, v)
     for src in mix.sources:
         ds = src.dataset
         if ds is not None:

@@ -22,7 +22,7 @@ DOC_LEVEL_DEDUP = ("exact", "minhash", "decontaminate")
 
 def attribute_names(mix) -> list[str]:
     """Attribute folders this run produces, in a fixed order."""
-    names = [mix.experiment] if mix.taggers else []
+    names = list(mix.tagger_groups())
     for kind in ("exact", "paragraphs", "minhash", "decontaminate"):
         cfg = getattr(mix.dedup, kind)
         if cfg is not None:
@@ -53,7 +53,8 @@ def replace_spans(text: str, attrs: dict, rules) -> str:
     spans: list[tuple[int, int, str]] = []
     for r in rules:
         for s in attrs.get(r.attribute) or []:
-            if len(s) >= 3 and r.min_score <= s[2] <= r.max_score:
+            if len(s) >= 3 and (r.min_score is None or s[2] >= r.min_score) and \
+                    (r.max_score is None or s[2] <= r.max_score):
                 spans.append((int(s[0]), int(s[1]), r.replacement))
     if not spans:
         return text

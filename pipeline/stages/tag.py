@@ -33,9 +33,11 @@ def taggers_for(names_and_options: list[tuple[str, dict]], experiment: str, modu
     return _tagger_set(json.dumps([[n, o] for n, o in names_and_options], sort_keys=True), experiment, tuple(modules))
 
 
-def tag_records(records, tagset: TaggerSet, writer: io.AtomicWriter, rejects) -> dict:
+def tag_records(records, tagset, writer, rejects) -> dict:
     """Tag a stream of `io.Record`s, writing one aligned attribute line per record, byte for
-    byte as `dolma tag` writes it (`{"id":..,"attributes":{..},"source":..}`)."""
+    byte as `dolma tag` writes it (`{"id":..,"attributes":{..},"source":..}`). `tagset` and
+    `writer` may be lists of equal length: one attribute file per experiment, one read."""
+    pairs = list(zip(tagset, writer)) if isinstance(tagset, list) else [(tagset, writer)]
     n_in = n_ok = 0
     batch: list[io.Record] = []
 
@@ -43,10 +45,11 @@ def tag_records(records, tagset: TaggerSet, writer: io.AtomicWriter, rejects) ->
         docs = [registry.Document(str(r.doc["id"]), r.doc["text"], str(r.doc.get("source") or ""),
                                   r.doc.get("metadata") if isinstance(r.doc.get("metadata"), dict) else {})
                 for r in batch if r.ok]
-        bodies = iter(tagset.tag_json(docs)) if docs else iter(())
-        out = [attribute_line(r.doc["id"], next(bodies), r.doc.get("source")) if r.ok else attribute_line(None, "", None)
-               for r in batch]
-        writer.write(("\n".join(out) + "\n").encode("utf-8"))
+        for ts, w in pairs:
+            bodies = iter(ts.tag_json(docs)) if docs else iter(())
+            out = [attribute_line(r.doc["id"], next(bodies), r.doc.get("source")) if r.ok
+                   else attribute_line(None, "", None) for r in batch]
+            w.write(("\n".join(out) + "\n").encode("utf-8"))
         batch.clear()
 
     for rec in records:
@@ -64,16 +67,24 @@ def tag_records(records, tagset: TaggerSet, writer: io.AtomicWriter, rejects) ->
             flush()
     if batch:
         flush()
-    return {"lines": n_in, "documents_in": n_ok, "tagger_errors": tagset.errors}
+    return {"lines": n_in, "documents_in": n_ok, "tagger_errors": sum(ts.errors for ts, _ in pairs)}
 
 
 def run_shard(shard: Shard, ctx: dict) -> dict:
     mix = mix_of(ctx)
-    specs = [(t.name, t.options) for t in mix.taggers]
-    tagset = taggers_for(specs, mix.experiment, ctx.get("tagger_modules", []))
     rejects = Rejects(ctx, "read", shard)
-    with io.AtomicWriter(attributes_path(ctx, mix.experiment, shard)) as w:
-        stats = tag_records(io.read_documents(shard.path), tagset, w, rejects)
+    tagsets, writers = [], []
+    for experiment, specs in mix.tagger_groups().items():
+        tagsets.append(taggers_for(specs, experiment, ctx.get("tagger_modules", [])))
+        writers.append(io.AtomicWriter(attributes_path(ctx, experiment, shard)))
+    try:
+        stats = tag_records(io.read_documents(shard.path), tagsets, writers, rejects)
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    for w in writers:
+        w.commit()
     rejects.commit()
     stats.update(rejects.stats())
     return stats
