@@ -43,7 +43,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from .mixfile import load_mix
     from .plan import plan
 
-    mix = load_mix(args.mix)
+    mix = load_mix(args.mix, data_root=getattr(args, "data_root", None))
+    if args.measure:
+        from .plan import measure
+
+        for name, n in measure(mix, args.workers).items():
+            next(s for s in mix.sources if s.name == name).tokens_available = float(n)
     try:
         result = plan(mix)
     except ValueError as e:
@@ -275,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "mix's total_tokens budget when it has one.")
     pl.add_argument("mix", help="the mix file (YAML)")
     pl.add_argument("--json", action="store_true", help='print {"sources": {NAME: {"planned_tokens", "share"}}, "total_tokens"}')
+    pl.add_argument("--measure", action="store_true",
+                    help="count each source's tokens in the data (on Ray) instead of using tokens_available")
+    pl.add_argument("--data-root", help="with --measure: where the sources' globs point")
+    pl.add_argument("--workers", "-w", type=int, help="with --measure: local Ray workers")
     pl.set_defaults(fn=_cmd_plan)
 
     t = sub.add_parser("tag", help="tag documents, writing dolma attribute files beside them",

@@ -112,3 +112,39 @@ def _threshold(files: list[str], target: float) -> float:
             break
         cum += t
     return 1.0
+
+
+def _count_shard(path: str, tokenizer_path: str, eos: int | None, bos: int | None) -> int:
+    from . import io
+    from .stages.tokenize import BLOCK, encode_block, load_tokenizer
+
+    tok = load_tokenizer(tokenizer_path)
+    total, block = 0, []
+    for rec in io.read_documents(path):
+        if rec.ok and rec.doc["text"].strip():
+            block.append(rec.doc["text"].strip())
+            if len(block) >= BLOCK:
+                total += sum(len(x) for x in encode_block(tok, block, eos, bos))
+                block = []
+    if block:
+        total += sum(len(x) for x in encode_block(tok, block, eos, bos))
+    return total
+
+
+def measure(mix: MixFile, workers: int | None = None, ray_address: str | None = None) -> dict[str, int]:
+    """Tokens each source's documents hold (stripped, with EOS), counted on Ray: the sizes
+    `plan --measure` uses instead of the declared `tokens_available`."""
+    import ray
+
+    from .run import discover_shards
+    from .runtime import init_ray
+
+    shards = discover_shards(mix)
+    init_ray(workers, ray_address)
+    remote = ray.remote(num_cpus=1)(_count_shard)
+    t = mix.tokenizer
+    counts = ray.get([remote.remote(s.path, t.path, t.eos_token_id, t.bos_token_id) for s in shards])
+    out: dict[str, int] = {s.name: 0 for s in mix.sources}
+    for s, n in zip(shards, counts):
+        out[s.source] += n
+    return out

@@ -93,3 +93,24 @@ def test_run_writes_an_olmo_data_section(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert section["data"]["paths"] == [str(out / f["path"]) for f in manifest["outputs"]["tokens"]]
     assert section["data"]["memmap_dtype"] == "uint16" and section["tokenizer"]["eos_token_id"] == 50279
+
+
+def test_plan_measure_counts_the_data(tmp_path):
+    from tokenizers import Tokenizer
+
+    from conftest import SAMPLE, TOKENIZER, read_gz_jsonl
+
+    mix = tmp_path / "m.yaml"
+    mix.write_text("name: m\ntotal_tokens: 1000\nsources:\n"
+                   "  - {name: flan, documents: ['flan/*.jsonl.gz'], tokens_available: 1}\n"
+                   "  - {name: reddit, documents: ['reddit/*.jsonl.gz'], tokens_available: 1}\n")
+    proc = run_cli("plan", str(mix), "--json", "--measure", "--data-root", str(SAMPLE), "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    tok = Tokenizer.from_file(str(TOKENIZER))
+    sizes = {}
+    for src in ("flan", "reddit"):
+        texts = [d["text"].strip() for f in sorted((SAMPLE / src).glob("*.jsonl.gz")) for d in read_gz_jsonl(f)]
+        sizes[src] = sum(len(e.ids) + 1 for e in tok.encode_batch([t for t in texts if t], add_special_tokens=False))
+        assert plan["sources"][src]["tokens_available"] == sizes[src]
+    assert plan["sources"]["flan"]["share"] == pytest.approx(sizes["flan"] / (sizes["flan"] + sizes["reddit"]))
