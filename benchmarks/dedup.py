@@ -153,7 +153,7 @@ def build_corpus(dst: str, workers: int) -> list[str]:
 
 
 def _doc_shingles(paths):
-    from dolma_prep.dedup.minhash import shingle_hashes
+    from dolma_prep.dedup.signatures import shingle_hashes
     from dolma_prep.dedup.text import normalized_word_bytes
 
     keys, sets = [], []

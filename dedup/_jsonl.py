@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import re
 import uuid
 from typing import IO, Iterator
 
@@ -67,25 +68,46 @@ def iter_raw_lines(path: str) -> Iterator[bytes]:
             yield line
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_document(line: bytes):
-    """(id, text) of a Dolma document line, or None when the line is not a valid document."""
+    """(id, text) of a Dolma document line, or None when the line is not a valid document.
+
+    The rules are those of the pipeline's reader (pipeline/io.py `validate_document`, not
+    imported: dedup/ stays independent of pipeline/): a JSON object with `id` (string or
+    integer), `text` (a string without lone surrogates) and `source`."""
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(obj, dict):
+    if not isinstance(obj, dict) or "source" not in obj:
         return None
     doc_id = obj.get("id")
     text = obj.get("text")
-    if doc_id is None or not isinstance(text, str):
+    if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool) or not isinstance(text, str):
+        return None
+    if _SURROGATE.search(text):
         return None
     return doc_id, text
 
 
 def iter_documents(path: str) -> Iterator[tuple | None]:
-    """One item per line of `path`: (id, text), or None for a line that is not a document."""
-    for line in iter_raw_lines(path):
-        yield parse_document(line)
+    """One item per line of `path`: (id, text), or None for a line that is not a document
+    (including a repeated id within the file, as the pipeline's reader rejects it). A byte
+    order mark on the first line is tolerated; a corrupt or truncated stream raises."""
+    seen: set[str] = set()
+    for n, line in enumerate(iter_raw_lines(path)):
+        if n == 0 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        doc = parse_document(line)
+        if doc is not None:
+            key = str(doc[0])
+            if key in seen:
+                doc = None
+            else:
+                seen.add(key)
+        yield doc
 
 
 def id_json(doc_id) -> str:

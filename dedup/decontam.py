@@ -26,7 +26,7 @@ import numpy as np
 
 from ._jsonl import AtomicWriter, attribute_line, id_json, iter_documents, read_jsonl_objects
 from ._tasks import run_tasks, summarise
-from .minhash import shingle_hashes
+from .signatures import shingle_hashes
 from .paragraphs import _paragraph_spans
 from .text import normalized_word_bytes
 

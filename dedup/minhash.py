@@ -21,15 +21,13 @@ Stages (each a set of Ray tasks; only file names and small stats travel through 
 P, and the batch sizes, come from `memory_budget_mb`, so a worker's memory does not grow with
 the corpus. Results depend only on the input, the parameters and the seed.
 
-Min-hash permutations: `hash_family="multiply_shift"` (default) uses h(x) = a*x + b mod 2**64
-with random odd a (Dietzfelbinger's multiply-add-shift family; the minimum is decided by the
-high bits, the good ones); `"mersenne"` reproduces datasketch/datatrove's
-(a*x + b) mod (2**61 - 1) as they compute it in uint64, about 2.5x slower.
+Min-hash permutations (`signatures.py`): `hash_family="multiply_shift"` (default) or
+`"mersenne"` (datasketch/datatrove's formula, about 2.5x slower).
 
 LSH S-curve: a pair with Jaccard s becomes a candidate with probability 1 - (1 - s**r)**b.
 The default b=9, r=13 (117 permutations; what datasketch picks for threshold 0.8 and 128
 permutations) gives 0.40 at s=0.8, 0.69 at 0.85, 0.93 at 0.9, 0.998 at 0.95; its 50% point
-is s=0.82. For high recall at 0.8 use more, shorter bands (e.g. 20 x 5: 0.9996 at 0.8) with
+is s=0.82. For high recall at 0.8 use more, shorter bands (e.g. 14 x 8: 0.92 at 0.8, or 20 x 6: 0.998) with
 verification to remove the extra candidates.
 """
 
@@ -43,81 +41,18 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xxhash
 
 from . import components
 from ._jsonl import AtomicWriter, attribute_line, id_json, iter_documents
 from ._tasks import default_workers, run_tasks, summarise
-from .text import POLY_K, fmix64, normalized_word_bytes
+from .signatures import band_keys, permutations, shingle_hashes, signatures
+from .text import normalized_word_bytes
 
-MERSENNE = np.uint64((1 << 61) - 1)
-_MAX64 = np.iinfo(np.uint64).max
-_CHUNK = 2048
 # worker memory per (key, ref) row in a bucket task (arrays, sort, allocator slack; measured)
 _ROW_BYTES_IN_REDUCE = 160
 # a bucket task's rows may take this fraction of the usable budget: small enough that a
 # worker's peak is set by the fixed per-task costs, not by the corpus
 _PARTITION_SHARE = 16
-
-
-def permutations(num_perm: int, seed: int, family: str) -> tuple[np.ndarray, np.ndarray]:
-    if family == "mersenne":  # datatrove's generator and ranges
-        gen = np.random.RandomState(seed)
-        a = gen.randint(1, MERSENNE, dtype=np.uint64, size=num_perm)
-        b = gen.randint(0, MERSENNE, dtype=np.uint64, size=num_perm)
-        return a, b
-    if family != "multiply_shift":
-        raise ValueError(f"hash_family must be 'multiply_shift' or 'mersenne', got {family!r}")
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, _MAX64, size=num_perm, dtype=np.uint64, endpoint=True) | np.uint64(1)
-    b = rng.integers(0, _MAX64, size=num_perm, dtype=np.uint64, endpoint=True)
-    return a, b
-
-
-def shingle_hashes(words: list[bytes], n: int) -> np.ndarray:
-    """xxh64 of each word n-gram (UTF-8, words joined by one space); a short text is one shingle."""
-    h = xxhash.xxh64_intdigest
-    count = len(words) - n + 1
-    if count <= 0:
-        if not words:
-            return np.empty(0, dtype=np.uint64)
-        return np.array([h(b" ".join(words))], dtype=np.uint64)
-    grams = zip(*(words[i:] for i in range(n)))
-    return np.fromiter(map(h, map(b" ".join, grams)), dtype=np.uint64, count=count)
-
-
-def signatures(shingles: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray, family: str) -> np.ndarray:
-    """Min-hash signatures (docs x num_perm) of documents whose shingles are
-    shingles[offsets[i]:offsets[i+1]]; a document without shingles keeps all-ones values."""
-    ndocs = len(offsets) - 1
-    sig = np.full((ndocs, len(a)), _MAX64, dtype=np.uint64)
-    if len(shingles) == 0:
-        return sig
-    doc_of_row = np.repeat(np.arange(ndocs), np.diff(offsets))
-    buf = np.empty((_CHUNK, len(a)), dtype=np.uint64)
-    for lo in range(0, len(shingles), _CHUNK):
-        x = shingles[lo : lo + _CHUNK]
-        phv = buf[: len(x)]
-        np.multiply(x[:, None], a[None, :], out=phv)
-        phv += b
-        if family == "mersenne":
-            np.remainder(phv, MERSENNE, out=phv)
-        d = doc_of_row[lo : lo + _CHUNK]
-        starts = np.flatnonzero(np.concatenate([[True], d[1:] != d[:-1]]))
-        mins = np.minimum.reduceat(phv, starts, axis=0)
-        docs = d[starts]
-        sig[docs] = np.minimum(sig[docs], mins)
-    return sig
-
-
-def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """(docs x bands) 64-bit bucket keys; the band number is part of the key."""
-    s = sig[:, : bands * rows].reshape(len(sig), bands, rows)
-    acc = np.broadcast_to(np.arange(1, bands + 1, dtype=np.uint64), (len(sig), bands)).copy()
-    for c in range(rows):
-        acc *= POLY_K
-        acc += s[:, :, c]
-    return fmix64(acc)
 
 
 class _Batch:

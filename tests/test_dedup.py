@@ -11,7 +11,7 @@ import pytest
 
 from dolma_prep.dedup import bloom
 from dolma_prep.dedup._jsonl import AtomicWriter, iter_documents, parse_document
-from dolma_prep.dedup.minhash import band_keys, permutations, shingle_hashes, signatures
+from dolma_prep.dedup.signatures import band_keys, permutations, shingle_hashes, signatures
 from dolma_prep.dedup.paragraphs import _paragraph_spans, _stride_keep
 from dolma_prep.dedup.text import (
     WHITE_SPACE,
@@ -178,19 +178,33 @@ def test_band_keys_depend_on_band_and_values():
 def test_invalid_lines_are_reported_in_place(tmp_path):
     path = tmp_path / "d.jsonl.gz"
     lines = [
-        b'{"id": "a", "text": "x"}',
+        b'\xef\xbb\xbf{"id": "a", "text": "x", "source": "s"}',  # byte-order mark tolerated
         b"not json",
-        b'{"id": "b"}',
-        b'{"text": "no id"}',
+        b'{"id": "b", "source": "s"}',
+        b'{"text": "no id", "source": "s"}',
         b"[1, 2]",
-        b'{"id": 7, "text": ""}',
+        b'{"id": 7, "text": "", "source": "s"}',
         b"\xff\xfe",
+        b'{"id": "c", "text": "no source"}',
+        b'{"id": true, "text": "bool id", "source": "s"}',
+        b'{"id": "d", "text": "lone \\ud800 surrogate", "source": "s"}',
+        b'{"id": "a", "text": "repeated id", "source": "s"}',
+        b"",
+        b'{"id": "e", "text": "last", "source": "s"}',
     ]
     with gzip.open(path, "wb") as f:
         f.write(b"\n".join(lines) + b"\n")
     docs = list(iter_documents(str(path)))
-    assert docs == [("a", "x"), None, None, None, None, (7, ""), None]
-    assert parse_document(b'{"id": null, "text": "t"}') is None
+    assert docs == [("a", "x"), None, None, None, None, (7, ""), None, None, None, None, None, None, ("e", "last")]
+    assert parse_document(b'{"id": null, "text": "t", "source": "s"}') is None
+
+
+def test_truncated_stream_raises(tmp_path):
+    path = tmp_path / "t.jsonl.gz"
+    data = gzip.compress(b"".join(b'{"id": "%d", "text": "x", "source": "s"}\n' % i for i in range(1000)))
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises((EOFError, OSError)):
+        list(iter_documents(str(path)))
 
 
 def test_atomic_writer_is_deterministic_and_leaves_no_temp(tmp_path):
