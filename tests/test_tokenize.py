@@ -289,6 +289,7 @@ def test_a_failing_reader_is_raised_in_the_task(tmp_path, monkeypatch):
     assert threading.active_count() == before
 
 
+@pytest.mark.slow
 def test_output_is_byte_identical_across_worker_counts(tmp_path):
     files = [str(p) for p in sorted(SAMPLE.glob("*/0000.jsonl.gz"))[:4]]
     outs = []
@@ -298,3 +299,18 @@ def test_output_is_byte_identical_across_worker_counts(tmp_path):
                 "--max-tokens-per-file", "5000", "-q", check=True)
         outs.append({p.name: p.read_bytes() for p in out.glob("part-*")})
     assert outs[0] == outs[1] and len(outs[0]) > 8
+
+
+def test_parquet_documents_tokenize_like_jsonl(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = [{"id": f"d{i}", "source": "s", "text": f" parquet document {i} "} for i in range(20)]
+    docs.append({"id": "d3", "source": "s", "text": "duplicate id"})
+    pq.write_table(pa.Table.from_pylist(docs), tmp_path / "a.parquet")
+    src = write_docs(tmp_path / "a.jsonl.gz", docs)
+    a, sa, ra = _tokenize(tmp_path / "pq", tmp_path / "a.parquet")
+    b, sb, rb = _tokenize(tmp_path / "js", src)
+    assert _docs(a) == _docs(b) and len(_docs(a)) == 20
+    assert [r["reason"] for r in ra.items] == [r["reason"] for r in rb.items] == ["duplicate id 'd3' within the file"]
+    assert [r.line for r in tk.read_documents(str(tmp_path / "a.parquet"))] == list(range(1, 22))

@@ -99,18 +99,21 @@ SAMPLE_FILES = sorted(SAMPLE.glob("*/000[01].jsonl.gz"))
 
 
 @pytest.fixture(scope="module")
-def sample_tokens(tmp_path_factory):
-    """Ours (rolled into small files, to exercise rolling and give OLMo many files) and dolma's."""
-    base = tmp_path_factory.mktemp("parity")
-    ours = base / "ours"
+def our_sample_tokens(tmp_path_factory):
+    """Our arrays for the bundled sample, the largest rolled at 50,000 tokens (rolling exercised,
+    and files too short for one 4096-token instance)."""
+    ours = tmp_path_factory.mktemp("parity") / "ours"
     run_cli("tokenize", "--documents", *map(str, SAMPLE_FILES), "--output", str(ours), "--workers", "2",
             "--max-tokens-per-file", "50000", "-q", check=True, timeout=900)
-    run_dolma_tokens(SAMPLE_FILES, base / "dolma", TOKENIZER)
-    return ours, base / "dolma"
+    return ours
 
 
-def test_sample_tokens_equal_dolma_tokens(sample_tokens):
-    ours, theirs = read_token_docs(sample_tokens[0]), read_token_docs(sample_tokens[1])
+def test_sample_tokens_equal_dolma_tokens(tmp_path):
+    _dolma()
+    run_cli("tokenize", "--documents", *map(str, SAMPLE_FILES), "--output", str(tmp_path / "ours"), "--workers", "2",
+            "-q", check=True, timeout=900)
+    run_dolma_tokens(SAMPLE_FILES, tmp_path / "dolma", TOKENIZER)
+    ours, theirs = read_token_docs(tmp_path / "ours"), read_token_docs(tmp_path / "dolma")
     assert len(SAMPLE_FILES) == 34 and len(ours) > 900
     compare(ours, theirs)
 
@@ -136,6 +139,7 @@ EDGE_DOCS = [
 
 @pytest.mark.parametrize("bos", [None, EOS], ids=["eos", "bos=eos"])
 def test_edge_cases_equal_dolma_tokens(tmp_path, bos):
+    _dolma()
     docs = [{**d, "source": "edge"} for d in EDGE_DOCS]
     docs.append({"id": 7, "source": "edge", "text": "an integer id"})
     src = write_docs(tmp_path / "in" / "edge.jsonl.gz", docs,
@@ -154,6 +158,7 @@ def test_edge_cases_equal_dolma_tokens(tmp_path, bos):
 
 def test_document_tokenizing_to_nothing(tmp_path):
     """dolma writes a zero-length row (no EOS) for it; we set it aside as a counted bad record."""
+    _dolma()
     vocab = {f"w{i}": i for i in range(400)}
     vocab["[UNK]"] = 400
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
@@ -201,11 +206,11 @@ json.dump(out, open(sys.argv[2], "w"))
 """
 
 
-def test_olmo_reads_our_arrays_like_training_data(sample_tokens, tmp_path):
+def test_olmo_reads_our_arrays_like_training_data(tmp_path, request):
     from dolma_prep.training.data import MemMapDataset, TokenFile, global_indices
 
     py = _olmo_python()
-    ours = sample_tokens[0]
+    ours = request.getfixturevalue("our_sample_tokens")
     paths = sorted(ours.glob("part-*.npy"))
     assert len(paths) > len(SAMPLE_FILES)  # the largest rolled at 50,000 tokens
     spec = {"paths": [str(p) for p in paths], "seq_lens": [2048, 4096], "eos": EOS, "seed": 6198}
