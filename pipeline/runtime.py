@@ -108,7 +108,8 @@ def map_shards(stage: str, fn: Callable[[Shard, dict], dict], shards: list[Shard
             todo.append(s)
     docs = sum(int(r.get("documents_in", 0)) for r in results.values())
     task_id = progress.add_task(stage, total=len(shards), completed=len(results), docs=docs) if progress else None
-    remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_task)
+    # SPREAD: shard tasks go to every node of a cluster, not packed onto the driver's node
+    remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False, scheduling_strategy="SPREAD")(_task)
     limit = max_in_flight or max(1, int(ray.cluster_resources().get("CPU", 1)) * 2)
     pending: dict[Any, Shard] = {}
     queue = list(todo)
