@@ -249,6 +249,12 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_ray_args(p: argparse.ArgumentParser) -> None:
+    """--workers / --ray-address, shared by every command that runs on Ray."""
+    p.add_argument("--workers", "-w", type=int, help="local Ray worker processes (default: all cores)")
+    p.add_argument("--ray-address", help="join an existing Ray cluster at this address instead of starting one")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dolma-prep",
@@ -294,8 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--experiment", required=True, help="attribute folder and key prefix")
     t.add_argument("--tagger-modules", nargs="*", help="Python files or modules registering extra taggers")
     t.add_argument("--options", help='JSON of per-tagger options, e.g. {"ft_lang_id_en_doc_v2": {"model_path": "lid.bin"}}')
-    t.add_argument("--workers", "-w", type=int, help="local Ray worker processes (default: all cores)")
-    t.add_argument("--ray-address", help="join an existing Ray cluster")
+    _add_ray_args(t)
     t.add_argument("--quiet", "-q", action="store_true")
     t.set_defaults(fn=_cmd_tag)
 
@@ -310,8 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--eval-sets", nargs="+", help="decontaminate: evaluation sets (JSONL/parquet files or globs)")
     dd.add_argument("--params", help='JSON of further parameters, e.g. {"bands": 9, "rows": 13}')
     dd.add_argument("--work-dir", help="scratch folder for intermediate parquet (default: <dataset>/_work/dedup/NAME)")
-    dd.add_argument("--workers", "-w", type=int)
-    dd.add_argument("--ray-address")
+    _add_ray_args(dd)
     dd.set_defaults(fn=_cmd_dedup)
 
     tc = sub.add_parser("train-classifier", help="train a fastText classifier (quality, toxicity) from labelled sources",
