@@ -33,15 +33,8 @@ DEFAULT_DOCS = REPO.parent / "shared" / "sample-corpus" / "documents"
 PEER = REPO / ".peer-venvs" / "dolma"
 TAGGERS = ["gopher_v1", "c4_v1", "pii_regex_with_counts_v2", "cld2_en_doc_v2"]
 
-OURS = """
-import glob, json, sys
-from dolma_prep.taggers._runner import tag_files
-docs, out, exp, procs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-taggers = sys.argv[5].split(",")
-files = sorted(glob.glob(docs + "/*/*.jsonl.gz"))
-jobs = [(f, out + f[len(docs):]) for f in files]
-print(json.dumps(tag_files(jobs, taggers, exp, processes=procs)))
-"""
+# ours: the product path, `dolma-prep tag` on Ray (start-up included), on its own copy of the documents
+OURS = [sys.executable, "-m", "dolma_prep.pipeline.cli", "tag", "-q"]
 
 
 def _timed(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -92,6 +85,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_taggers_"))
     try:
         shutil.copytree(args.documents, work / "documents")
+        shutil.copytree(args.documents, work / "ours" / "documents")
         n_docs = _count_docs(work / "documents")
         runs: dict[str, list[tuple[float, float]]] = {"dolma": [], "ours": []}
         for r in range(args.repeat):
@@ -99,10 +93,10 @@ def main() -> None:
             runs["dolma"].append(_timed(
                 [str(dolma), "tag", "--documents", str(work / "documents" / "*" / "*.jsonl.gz"), "--taggers", *TAGGERS,
                  "--experiment", exp, "--processes", str(args.processes)], env))
-            ours_dir = work / "ours" / exp
+            ours_dir = work / "ours" / "attributes" / exp
             runs["ours"].append(_timed(
-                [sys.executable, "-c", OURS, str(work / "documents"), str(ours_dir), exp, str(args.processes),
-                 ",".join(TAGGERS)], env))
+                [*OURS, "--documents", str(work / "ours" / "documents" / "*" / "*.jsonl.gz"), "--taggers",
+                 ",".join(TAGGERS), "--experiment", exp, "--workers", str(args.processes)], env))
             lines, differ = _compare(work, exp, ours_dir)
             if differ:
                 raise SystemExit(f"outputs differ on {differ} of {lines} lines (run {r})")

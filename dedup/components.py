@@ -21,14 +21,14 @@ depend on P or on the number of workers: components and their minima are unique.
 
 from __future__ import annotations
 
-import glob
-import os
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._tasks import run_tasks, summarise
+from dolma_prep.pipeline import io
+from dolma_prep.pipeline.runtime import run_tasks, summarise
+
 from .text import fmix64
 
 _SALT = np.uint64(0x6A09E667F3BCC909)
@@ -41,7 +41,6 @@ def node_partition(nodes: np.ndarray, partitions: int) -> np.ndarray:
 
 def write_partitioned(key: np.ndarray, nbr: np.ndarray, out_dir: str, writer: int, partitions: int) -> int:
     """Write records (key, nbr) as out_dir/part-<writer>-<p>.parquet for each non-empty p."""
-    os.makedirs(out_dir, exist_ok=True)
     if len(key) == 0:
         return 0
     part = node_partition(key, partitions)
@@ -53,17 +52,15 @@ def write_partitioned(key: np.ndarray, nbr: np.ndarray, out_dir: str, writer: in
         if lo == hi:
             continue
         table = pa.table({"key": pa.array(key[lo:hi], pa.uint64()), "nbr": pa.array(nbr[lo:hi], pa.uint64())})
-        tmp = os.path.join(out_dir, f".part-{writer}-{p}.parquet.tmp")
-        pq.write_table(table, tmp, compression="none")
-        os.replace(tmp, os.path.join(out_dir, f"part-{writer}-{p}.parquet"))
+        io.write_parquet(io.join(out_dir, f"part-{writer}-{p}.parquet"), table, compression="none")
     return int(len(key))
 
 
 def read_partition(in_dir: str, p: int) -> tuple[np.ndarray, np.ndarray]:
-    files = sorted(glob.glob(os.path.join(in_dir, f"part-*-{p}.parquet")))
+    files = io.glob(io.join(in_dir, f"part-*-{p}.parquet"))
     if not files:
         return np.empty(0, np.uint64), np.empty(0, np.uint64)
-    tables = [pq.read_table(f, use_threads=False) for f in files]
+    tables = [io.read_parquet(f, use_threads=False) for f in files]
     key = np.concatenate([t.column("key").to_numpy() for t in tables]).astype(np.uint64, copy=False)
     nbr = np.concatenate([t.column("nbr").to_numpy() for t in tables]).astype(np.uint64, copy=False)
     return key, nbr
@@ -120,11 +117,8 @@ def _extract(p: int, in_dir: str, out_dir: str) -> dict:
         raise RuntimeError(f"connected components: partition {p} did not converge to stars")
     is_root_row = ~down
     roots, sizes = np.unique(key[is_root_row], return_counts=True)
-    os.makedirs(out_dir, exist_ok=True)
     table = pa.table({"node": pa.array(node, pa.uint64()), "root": pa.array(root, pa.uint64())})
-    tmp = os.path.join(out_dir, f".part-{p}.parquet.tmp")
-    pq.write_table(table, tmp, compression="none", row_group_size=ROW_GROUP)
-    os.replace(tmp, os.path.join(out_dir, f"part-{p}.parquet"))
+    io.write_parquet(io.join(out_dir, f"part-{p}.parquet"), table, compression="none", row_group_size=ROW_GROUP)
     return {
         "members": int(len(node)),
         "clusters": int(len(roots)),
@@ -141,23 +135,26 @@ def connected_components(first_dir: str, work: str, partitions: int, workers: in
     current = first_dir
     stages = []
     for rnd in range(max_rounds):
-        small_in = os.path.join(work, f"round-{rnd}-small")
-        large = run_tasks(_large_star, [(p, current, small_in, partitions) for p in range(partitions)], workers)
-        nxt = os.path.join(work, f"round-{rnd + 1}-large")
-        small = run_tasks(_small_star, [(p, small_in, nxt, partitions) for p in range(partitions)], workers)
+        small_in = io.join(work, f"round-{rnd}-small")
+        large = run_tasks(f"components:large-star-{rnd}", _large_star,
+                          [(p, current, small_in, partitions) for p in range(partitions)], max_in_flight=workers)
+        nxt = io.join(work, f"round-{rnd + 1}-large")
+        small = run_tasks(f"components:small-star-{rnd}", _small_star,
+                          [(p, small_in, nxt, partitions) for p in range(partitions)], max_in_flight=workers)
         stages += large + small
         changes = sum(r["changes"] for r in large) + sum(r["changes"] for r in small)
-        _remove_dir(small_in)
+        io.rmtree(small_in)
         if current != first_dir:
-            _remove_dir(current)
+            io.rmtree(current)
         current = nxt
         if changes == 0:
             break
     else:
         raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
-    result_dir = os.path.join(work, "components")
-    ext = run_tasks(_extract, [(p, current, result_dir) for p in range(partitions)], workers)
-    _remove_dir(current)
+    result_dir = io.join(work, "components")
+    ext = run_tasks("components:extract", _extract, [(p, current, result_dir) for p in range(partitions)],
+                    max_in_flight=workers)
+    io.rmtree(current)
     return {
         "rounds": rnd + 1,
         "members": sum(r["members"] for r in ext),
@@ -175,7 +172,11 @@ def read_sorted_range(path: str, column: str, lo: int, hi: int | None, columns: 
     with a binary search; nothing else of the file is read."""
     if hi is not None and hi >= 1 << 64:
         hi = None
-    pf = pq.ParquetFile(path)
+    with io.open_random(path) as f:
+        return _read_sorted_range(pq.ParquetFile(f), column, lo, hi, columns)
+
+
+def _read_sorted_range(pf, column: str, lo: int, hi: int | None, columns: list[str]) -> dict:
     meta = pf.metadata
     ci = meta.schema.names.index(column)
     groups = []
@@ -198,7 +199,7 @@ def read_sorted_range(path: str, column: str, lo: int, hi: int | None, columns: 
 def read_members(result_dir: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """(node, root) for lo <= node < hi, from every result partition."""
     nodes, roots = [], []
-    for f in sorted(glob.glob(os.path.join(result_dir, "part-*.parquet"))):
+    for f in io.glob(io.join(result_dir, "part-*.parquet")):
         r = read_sorted_range(f, "node", lo, hi, ["node", "root"])
         if len(r["node"]):
             nodes.append(r["node"])
@@ -209,8 +210,3 @@ def read_members(result_dir: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndar
     order = np.argsort(node)
     return node[order], root[order]
 
-
-def _remove_dir(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

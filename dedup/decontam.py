@@ -17,15 +17,13 @@ drop documents with any span, or delete spans with score >= 0.5.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import shutil
 
 import numpy as np
 
-from ._jsonl import AtomicWriter, attribute_line, id_json, iter_documents, read_jsonl_objects
-from ._tasks import run_tasks, summarise
+from dolma_prep.pipeline import io
+from dolma_prep.pipeline.runtime import run_tasks, summarise
+
 from .signatures import shingle_hashes
 from .paragraphs import _paragraph_spans
 from .text import normalized_word_bytes
@@ -40,11 +38,9 @@ def _expand(specs: list[str]) -> list[str]:
         if spec.startswith("hf:"):
             out.append(spec)
             continue
-        matches = sorted(glob.glob(spec))
-        if os.path.isdir(spec):
-            matches = sorted(
-                f for f in glob.glob(os.path.join(spec, "*")) if f.endswith((".jsonl", ".gz", ".zst", ".parquet", ".json"))
-            )
+        matches = io.glob(spec)
+        if io.fs_of(spec).isdir(spec):
+            matches = [f for f in io.glob(io.join(spec, "*")) if f.endswith((".jsonl", ".gz", ".zst", ".parquet", ".json"))]
         if not matches:
             raise FileNotFoundError(f"decontaminate: evaluation set {spec!r} matches no file")
         out.extend(matches)
@@ -89,12 +85,10 @@ def _eval_texts(source: str, text_field: str):
             if text:
                 yield task, text
         return
-    base = os.path.basename(source)
+    base = source.rstrip("/").rsplit("/", 1)[-1]
     task = base.split(".")[0]
     if source.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(source)
+        table = io.read_parquet(source)
         if text_field in table.column_names:
             for text in table.column(text_field).to_pylist():
                 if isinstance(text, str):
@@ -105,7 +99,9 @@ def _eval_texts(source: str, text_field: str):
                 if text:
                     yield task, text
         return
-    for obj in read_jsonl_objects(source):
+    for _, obj, _err in io.read_jsonl(source):
+        if not isinstance(obj, dict):  # blank or broken lines of an evaluation file carry no item
+            continue
         text = _item_text(obj, text_field)
         if text:
             yield obj.get("task", task) if isinstance(obj.get("task"), str) else task, text
@@ -134,35 +130,33 @@ def _stage_eval(sources: list[str], work: str, ngram: int, text_field: str) -> d
     h, m = h[order], m[order]
     uniq, start = np.unique(h, return_index=True)
     mask = np.bitwise_or.reduceat(m, start) if len(h) else m
-    np.save(os.path.join(work, "eval-ngrams.npy"), uniq)
+    io.save_npy(io.join(work, "eval-ngrams.npy"), uniq)
     # direct-address prefilter on the top bits: most document n-grams stop here
     bitmap = np.zeros(1 << (PREFILTER_BITS - 3), dtype=np.uint8)
     top = (uniq >> np.uint64(64 - PREFILTER_BITS)).astype(np.int64)
     np.bitwise_or.at(bitmap, top >> 3, np.left_shift(np.uint8(1), (top & 7).astype(np.uint8)))
-    np.save(os.path.join(work, "eval-prefilter.npy"), bitmap)
-    np.save(os.path.join(work, "eval-tasks.npy"), mask)
-    with open(os.path.join(work, "eval-names.json"), "w") as f:
-        json.dump(names, f)
+    io.save_npy(io.join(work, "eval-prefilter.npy"), bitmap)
+    io.save_npy(io.join(work, "eval-tasks.npy"), mask)
+    io.write_json(io.join(work, "eval-names.json"), names)
     return {"eval_items": items, "eval_items_too_short": too_short, "eval_ngrams": int(len(uniq)), "tasks": names}
 
 
 def _stage_docs(shard_index: int, doc_path: str, out_path: str, work: str, attribute: str, p: dict) -> dict:
-    table = np.load(os.path.join(work, "eval-ngrams.npy"), mmap_mode="r")
-    task_masks = np.load(os.path.join(work, "eval-tasks.npy"), mmap_mode="r")
-    prefilter = np.load(os.path.join(work, "eval-prefilter.npy"))
-    with open(os.path.join(work, "eval-names.json")) as f:
-        n_tasks = len(json.load(f))
+    table = io.load_npy(io.join(work, "eval-ngrams.npy"), mmap=True)
+    task_masks = io.load_npy(io.join(work, "eval-tasks.npy"), mmap=True)
+    prefilter = io.load_npy(io.join(work, "eval-prefilter.npy"))
+    n_tasks = len(io.read_json(io.join(work, "eval-names.json")))
     n = p["ngram"]
     name_js = json.dumps(attribute, ensure_ascii=False)
     per_task = np.zeros(min(n_tasks, MAX_TASK_BITS + 1), dtype=np.int64)
     docs = contaminated = spans_total = invalid = 0
-    with AtomicWriter(out_path) as out:
-        for doc in iter_documents(doc_path):
+    with io.AtomicWriter(out_path) as out:
+        for _, doc in io.iter_documents(doc_path):
             if doc is None:
                 invalid += 1
-                out.write(attribute_line("null", name_js, "[]"))
+                out.write_text(io.attribute_line("null", name_js, "[]"))
                 continue
-            doc_id, text = doc
+            text = doc["text"]
             docs += 1
             spans = _contaminated_spans(text, n, table, prefilter, task_masks, per_task, p["separator"]) if len(table) else []
             if p["min_score"] is not None:
@@ -170,8 +164,8 @@ def _stage_docs(shard_index: int, doc_path: str, out_path: str, work: str, attri
             if spans:
                 contaminated += 1
                 spans_total += len(spans)
-            body = "[" + ",".join(f"[{s},{e},{float(v)!r}]" for s, e, v in spans) + "]"
-            out.write(attribute_line(id_json(doc_id), name_js, body))
+            out.write_text(io.attribute_line(io.json_value(doc["id"]), name_js,
+                                             io.spans_json((s, e, float(v)) for s, e, v in spans)))
     return {
         "documents": docs,
         "invalid": invalid,
@@ -252,13 +246,13 @@ def run_decontaminate(
         raise ValueError("run_decontaminate needs eval_sets=[...] (files, globs or hf: datasets)")
     specs = [p["eval_sets"]] if isinstance(p["eval_sets"], str) else list(p["eval_sets"])
     sources = _expand(specs)
-    work = os.path.join(work_dir, "decontaminate")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work, exist_ok=True)
-    (ev,) = run_tasks(_stage_eval, [(sources, work, int(p["ngram"]), p["text_field"])], workers)
-    res = run_tasks(_stage_docs, [(i, d, o, work, attribute, p) for i, (d, o) in enumerate(shards)], workers)
+    work = io.join(work_dir, "decontaminate")
+    io.rmtree(work)
+    (ev,) = run_tasks("decontaminate:eval", _stage_eval, [(sources, work, int(p["ngram"]), p["text_field"])])
+    res = run_tasks("decontaminate:documents", _stage_docs,
+                    [(i, d, o, work, attribute, p) for i, (d, o) in enumerate(shards)], max_in_flight=workers)
     if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        io.rmtree(work)
     per_task = np.zeros(len(ev["tasks"]), dtype=np.int64)
     for r in res:
         per_task[: len(r["per_task"])] += np.asarray(r["per_task"], dtype=np.int64)

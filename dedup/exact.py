@@ -13,15 +13,15 @@ the result does not depend on worker count or scheduling.
 """
 from __future__ import annotations
 
-import os
+import json
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
 
-from ._docs import AlignedWriter, iter_docs
+from dolma_prep.pipeline import io
+from dolma_prep.pipeline.runtime import run_tasks, summarise
 
 
 def _key_of(doc: dict, key: str) -> str | None:
@@ -35,7 +35,7 @@ def _key_of(doc: dict, key: str) -> str | None:
 
 def _map(shard_idx: int, doc_path: str, work_dir: str, key: str, partitions: int) -> int:
     hashes, lines = [], []
-    for line, doc in iter_docs(doc_path):
+    for line, doc in io.iter_documents(doc_path):
         if doc is None:
             continue
         k = _key_of(doc, key)
@@ -50,19 +50,14 @@ def _map(shard_idx: int, doc_path: str, work_dir: str, key: str, partitions: int
         sel = part == p
         table = pa.table({"h0": h[sel, 0], "h1": h[sel, 1], "shard": np.full(int(sel.sum()), shard_idx, np.int32),
                           "line": lines_a[sel]})
-        out = os.path.join(work_dir, "keys", f"p{p:05d}", f"s{shard_idx:06d}.parquet")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        pq.write_table(table, out + ".tmp")
-        os.replace(out + ".tmp", out)
-    return len(lines)
+        io.write_parquet(io.join(work_dir, "keys", f"p{p:05d}", f"s{shard_idx:06d}.parquet"), table)
+    return {"keys": len(lines)}
 
 
 def _reduce(p: int, work_dir: str, n_shards: int) -> int:
-    folder = os.path.join(work_dir, "keys", f"p{p:05d}")
-    tables = [pq.read_table(os.path.join(folder, f"s{i:06d}.parquet")) for i in range(n_shards)]
+    folder = io.join(work_dir, "keys", f"p{p:05d}")
+    tables = [io.read_parquet(io.join(folder, f"s{i:06d}.parquet")) for i in range(n_shards)]
     t = pa.concat_tables(tables)
-    out = os.path.join(work_dir, "dups", f"p{p:05d}.parquet")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     if t.num_rows:
         h0, h1 = t["h0"].to_numpy(), t["h1"].to_numpy()
         shard, line = t["shard"].to_numpy(), t["line"].to_numpy()
@@ -73,44 +68,41 @@ def _reduce(p: int, work_dir: str, n_shards: int) -> int:
         t = pa.table({"shard": shard[dup], "line": line[dup]})
     else:
         t = pa.table({"shard": pa.array([], pa.int32()), "line": pa.array([], pa.int64())})
-    pq.write_table(t, out + ".tmp")
-    os.replace(out + ".tmp", out)
-    return t.num_rows
+    io.write_parquet(io.join(work_dir, "dups", f"p{p:05d}.parquet"), t)
+    return {"duplicates": t.num_rows}
 
 
 def _write(shard_idx: int, doc_path: str, attr_path: str, attribute: str, work_dir: str, partitions: int) -> dict:
     dup_lines: set[int] = set()
     for p in range(partitions):
-        t = pq.read_table(os.path.join(work_dir, "dups", f"p{p:05d}.parquet"),
-                          filters=[("shard", "=", shard_idx)])
+        t = io.read_parquet(io.join(work_dir, "dups", f"p{p:05d}.parquet"), filters=[("shard", "=", shard_idx)])
         dup_lines.update(t["line"].to_pylist())
     n = removed = 0
-    with AlignedWriter(attr_path) as w:
-        for line, doc in iter_docs(doc_path):
+    name_js = json.dumps(attribute, ensure_ascii=False)
+    with io.AtomicWriter(attr_path) as w:
+        for line, doc in io.iter_documents(doc_path):
             if doc is None:
-                w.write({"id": None, "attributes": {attribute: []}})
+                w.write_text(io.attribute_line("null", name_js, "[]"))
                 continue
             n += 1
+            spans = "[]"
             if line in dup_lines:
                 removed += 1
-                w.write({"id": doc.get("id"), "attributes": {attribute: [[0, len(doc.get("text") or ""), 1]]}})
-            else:
-                w.write({"id": doc.get("id"), "attributes": {attribute: []}})
+                spans = f"[[0,{len(doc['text'])},1]]"
+            w.write_text(io.attribute_line(io.json_value(doc["id"]), name_js, spans))
     return {"documents": n, "duplicates": removed}
 
 
 def run_exact(shards: list[tuple[str, str]], attribute: str, work_dir: str, key: str = "text",
               partitions: int | None = None) -> dict:
     """Mark exact duplicates (by `key`) across `shards` [(documents_path, attributes_path)]."""
-    import ray
-
     partitions = partitions or max(1, min(256, len(shards)))
-    os.makedirs(work_dir, exist_ok=True)
-    rmap = ray.remote(num_cpus=1, max_retries=3)(_map)
-    rreduce = ray.remote(num_cpus=1, max_retries=3)(_reduce)
-    rwrite = ray.remote(num_cpus=1, max_retries=3)(_write)
-    ray.get([rmap.remote(i, d, work_dir, key, partitions) for i, (d, _) in enumerate(shards)])
-    n_dups = sum(ray.get([rreduce.remote(p, work_dir, len(shards)) for p in range(partitions)]))
-    per_shard = ray.get([rwrite.remote(i, d, a, attribute, work_dir, partitions) for i, (d, a) in enumerate(shards)])
-    return {"documents": sum(s["documents"] for s in per_shard), "duplicates": n_dups,
-            "per_shard": per_shard, "partitions": partitions}
+    work = io.join(work_dir, "exact")
+    io.rmtree(work)
+    a = run_tasks("exact:map", _map, [(i, d, work, key, partitions) for i, (d, _) in enumerate(shards)])
+    b = run_tasks("exact:reduce", _reduce, [(p, work, len(shards)) for p in range(partitions)])
+    c = run_tasks("exact:write", _write, [(i, d, o, attribute, work, partitions) for i, (d, o) in enumerate(shards)])
+    io.rmtree(work)
+    return {"documents": sum(s["documents"] for s in c), "duplicates": sum(r["duplicates"] for r in b),
+            "per_shard": [{"documents": s["documents"], "duplicates": s["duplicates"]} for s in c],
+            "partitions": partitions, "stages": {"map": summarise(a), "reduce": summarise(b), "write": summarise(c)}}

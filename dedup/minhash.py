@@ -33,18 +33,15 @@ verification to remove the extra candidates.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import shutil
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from dolma_prep.pipeline import io
+from dolma_prep.pipeline.runtime import default_workers, run_tasks, summarise
 
 from . import components
-from ._jsonl import AtomicWriter, attribute_line, id_json, iter_documents
-from ._tasks import default_workers, run_tasks, summarise
 from .signatures import band_keys, permutations, shingle_hashes, signatures
 from .text import normalized_word_bytes
 
@@ -74,7 +71,7 @@ def _stage_signatures(shard_index: int, doc_path: str, work: str, p: dict) -> di
     ids: list[str] = []
     lengths: list[int] = []
     shingle_counts: list[int] = []
-    store = open(os.path.join(work, "shingles", f"{shard_index}.u32"), "wb") if verify else None
+    store = io.AtomicWriter(io.join(work, "shingles", f"{shard_index}.u32")) if verify else None
     runs = 0
     batch = _Batch()
     docs_signed = 0
@@ -91,22 +88,21 @@ def _stage_signatures(shard_index: int, doc_path: str, work: str, p: dict) -> di
         refs = np.repeat(np.asarray(batch.refs, dtype=np.uint64), bands)
         order = np.argsort(keys, kind="stable")
         table = pa.table({"key": pa.array(keys[order], pa.uint64()), "ref": pa.array(refs[order], pa.uint64())})
-        path = os.path.join(work, "rows", f"run-{shard_index}-{runs}.parquet")
-        pq.write_table(table, path + ".tmp", compression="none", row_group_size=components.ROW_GROUP)
-        os.replace(path + ".tmp", path)
+        io.write_parquet(io.join(work, "rows", f"run-{shard_index}-{runs}.parquet"), table, compression="none",
+                         row_group_size=components.ROW_GROUP)
         docs_signed += len(batch.refs)
         runs += 1
         batch = _Batch()
 
     base = shard_index << 32
-    for line, doc in enumerate(iter_documents(doc_path)):
+    for line, (_, doc) in enumerate(io.iter_documents(doc_path)):
         if doc is None:
             ids.append("null")
             lengths.append(-1)
             shingle_counts.append(0)
             continue
-        doc_id, text = doc
-        ids.append(id_json(doc_id))
+        text = doc["text"]
+        ids.append(io.json_value(doc["id"]))
         lengths.append(len(text))
         sh = shingle_hashes(normalized_word_bytes(text), n)
         total_shingles += len(sh)
@@ -122,13 +118,12 @@ def _stage_signatures(shard_index: int, doc_path: str, work: str, p: dict) -> di
                 flush()
     flush()
     if store is not None:
-        store.close()
+        store.commit()
         offsets = np.zeros(len(shingle_counts) + 1, dtype=np.int64)
         np.cumsum(shingle_counts, out=offsets[1:])
-        np.save(os.path.join(work, "shingles", f"{shard_index}.offsets.npy"), offsets)
-    np.save(os.path.join(work, "meta", f"lengths-{shard_index}.npy"), np.asarray(lengths, dtype=np.int64))
-    with open(os.path.join(work, "meta", f"ids-{shard_index}.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(ids))
+        io.save_npy(io.join(work, "shingles", f"{shard_index}.offsets.npy"), offsets)
+    io.save_npy(io.join(work, "meta", f"lengths-{shard_index}.npy"), np.asarray(lengths, dtype=np.int64))
+    io.write_text_atomic(io.join(work, "meta", f"ids-{shard_index}.txt"), "\n".join(ids))
     return {
         "lines": len(ids),
         "invalid": lengths.count(-1),
@@ -138,8 +133,8 @@ def _stage_signatures(shard_index: int, doc_path: str, work: str, p: dict) -> di
 
 
 class _ShingleStore:
-    """Per-shard shingle sets, read with positioned reads (a memory map would count its
-    read-ahead pages in the worker's resident memory)."""
+    """Per-shard shingle sets, read with positioned reads (range requests on object storage;
+    a memory map would count its read-ahead pages in the worker's resident memory)."""
 
     def __init__(self, directory: str):
         self.directory = directory
@@ -148,16 +143,17 @@ class _ShingleStore:
     def get(self, ref: int) -> np.ndarray:
         shard, line = ref >> 32, ref & 0xFFFFFFFF
         if shard not in self.files:
-            fd = os.open(os.path.join(self.directory, f"{shard}.u32"), os.O_RDONLY)
-            offsets = np.load(os.path.join(self.directory, f"{shard}.offsets.npy"), mmap_mode="r")
-            self.files[shard] = (fd, offsets)
-        fd, offsets = self.files[shard]
+            f = io.open_random(io.join(self.directory, f"{shard}.u32"))
+            offsets = io.load_npy(io.join(self.directory, f"{shard}.offsets.npy"), mmap=True)
+            self.files[shard] = (f, offsets)
+        f, offsets = self.files[shard]
         a, b = int(offsets[line]), int(offsets[line + 1])
-        return np.frombuffer(os.pread(fd, (b - a) * 4, a * 4), dtype=np.uint32)
+        f.seek(a * 4)
+        return np.frombuffer(f.read((b - a) * 4), dtype=np.uint32)
 
     def close(self) -> None:
-        for fd, _ in self.files.values():
-            os.close(fd)
+        for f, _ in self.files.values():
+            f.close()
         self.files.clear()
 
 
@@ -170,7 +166,7 @@ def jaccard(x: np.ndarray, y: np.ndarray) -> float:
 
 def _stage_buckets(p_index: int, lo: int, hi: int | None, work: str, partitions: int, p: dict) -> dict:
     keys, refs = [], []
-    for f in sorted(glob.glob(os.path.join(work, "rows", "run-*.parquet"))):
+    for f in io.glob(io.join(work, "rows", "run-*.parquet")):
         r = components.read_sorted_range(f, "key", lo, hi, ["key", "ref"])
         if len(r["key"]):
             keys.append(r["key"])
@@ -192,7 +188,7 @@ def _stage_buckets(p_index: int, lo: int, hi: int | None, work: str, partitions:
     child, parent = components._sorted_unique(child, parent)
     candidates = len(child)
     if p["verify"] == "exact" and candidates:
-        store = _ShingleStore(os.path.join(work, "shingles"))
+        store = _ShingleStore(io.join(work, "shingles"))
         threshold = p["threshold"]
         ok = np.fromiter(
             (jaccard(store.get(int(c)), store.get(int(q))) >= threshold for c, q in zip(child, parent)),
@@ -202,7 +198,7 @@ def _stage_buckets(p_index: int, lo: int, hi: int | None, work: str, partitions:
         child, parent = child[ok], parent[ok]
         store.close()
     components.write_partitioned(
-        np.concatenate([child, parent]), np.concatenate([parent, child]), os.path.join(work, "cc-first"), p_index, partitions
+        np.concatenate([child, parent]), np.concatenate([parent, child]), io.join(work, "cc-first"), p_index, partitions
     )
     return {
         "rows": int(n_rows),
@@ -214,17 +210,16 @@ def _stage_buckets(p_index: int, lo: int, hi: int | None, work: str, partitions:
 
 
 def _stage_write(shard_index: int, out_path: str, work: str, result_dir: str, attribute: str) -> dict:
-    lengths = np.load(os.path.join(work, "meta", f"lengths-{shard_index}.npy"))
-    with open(os.path.join(work, "meta", f"ids-{shard_index}.txt"), encoding="utf-8") as f:
-        ids = f.read().split("\n") if len(lengths) else []
+    lengths = io.load_npy(io.join(work, "meta", f"lengths-{shard_index}.npy"))
+    ids = io.read_text(io.join(work, "meta", f"ids-{shard_index}.txt")).split("\n") if len(lengths) else []
     lo = shard_index << 32
     node, _root = components.read_members(result_dir, lo, lo + (1 << 32))
     removed = set((node - np.uint64(lo)).astype(np.int64).tolist())
     name_js = json.dumps(attribute, ensure_ascii=False)
-    with AtomicWriter(out_path) as out:
+    with io.AtomicWriter(out_path) as out:
         for line, id_js in enumerate(ids):
             spans = f"[[0,{int(lengths[line])},1]]" if line in removed else "[]"
-            out.write(attribute_line(id_js, name_js, spans))
+            out.write_text(io.attribute_line(id_js, name_js, spans))
     return {"removed": len(removed)}
 
 
@@ -235,8 +230,8 @@ def _write_clusters(result_dir: str, path: str, shards: list[tuple[str, str]]) -
     smallest reference of the component). Its size is that of the duplicates, read one
     component partition at a time."""
     tables = []
-    for f in sorted(glob.glob(os.path.join(result_dir, "part-*.parquet"))):
-        t = pq.read_table(f)
+    for f in io.glob(io.join(result_dir, "part-*.parquet")):
+        t = io.read_parquet(f)
         node, root = t.column("node").to_numpy(), t.column("root").to_numpy()
         tables.append(
             pa.table(
@@ -252,9 +247,7 @@ def _write_clusters(result_dir: str, path: str, shards: list[tuple[str, str]]) -
         {c: pa.array([], pa.int64()) for c in ("shard", "line", "root_shard", "root_line")}
     )
     table = table.sort_by([("shard", "ascending"), ("line", "ascending")])
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    pq.write_table(table, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    io.write_parquet(path, table)
 
 
 DEFAULTS = dict(
@@ -314,32 +307,31 @@ def run_minhash(
     plan(p, workers)
     if len(shards) >= 1 << 31:
         raise ValueError("too many shards for 32-bit shard references")
-    work = os.path.join(work_dir, "minhash")
-    shutil.rmtree(work, ignore_errors=True)
-    for sub in ("rows", "meta", "shingles"):
-        os.makedirs(os.path.join(work, sub), exist_ok=True)
+    work = io.join(work_dir, "minhash")
+    io.rmtree(work)
 
-    sig = run_tasks(_stage_signatures, [(i, d, work, p) for i, (d, _) in enumerate(shards)], workers)
+    sig = run_tasks("minhash:signatures", _stage_signatures, [(i, d, work, p) for i, (d, _) in enumerate(shards)],
+                    max_in_flight=workers)
     total_rows = sum(r["signed"] for r in sig) * p["bands"]
     rows_per_partition = max(1, p["usable_bytes"] // _PARTITION_SHARE // _ROW_BYTES_IN_REDUCE)
     parts = p["partitions"] or max(workers, -(-total_rows // rows_per_partition))
     step = (1 << 64) // parts
     ranges = [(i, i * step, None if i == parts - 1 else (i + 1) * step) for i in range(parts)]
-    buckets = run_tasks(_stage_buckets, [(i, lo, hi, work, parts, p) for i, lo, hi in ranges], workers)
-    shutil.rmtree(os.path.join(work, "rows"), ignore_errors=True)
-    shutil.rmtree(os.path.join(work, "shingles"), ignore_errors=True)
-    cc = components.connected_components(os.path.join(work, "cc-first"), os.path.join(work, "cc"), parts, workers)
-    shutil.rmtree(os.path.join(work, "cc-first"), ignore_errors=True)
-    out = run_tasks(
-        _stage_write, [(i, o, work, cc["result_dir"], attribute) for i, (_, o) in enumerate(shards)], workers
-    )
+    buckets = run_tasks("minhash:buckets", _stage_buckets, [(i, lo, hi, work, parts, p) for i, lo, hi in ranges],
+                        max_in_flight=workers)
+    io.rmtree(io.join(work, "rows"))
+    io.rmtree(io.join(work, "shingles"))
+    cc = components.connected_components(io.join(work, "cc-first"), io.join(work, "cc"), parts, workers)
+    io.rmtree(io.join(work, "cc-first"))
+    out = run_tasks("minhash:write", _stage_write,
+                    [(i, o, work, cc["result_dir"], attribute) for i, (_, o) in enumerate(shards)], max_in_flight=workers)
     if p["clusters_path"]:
         _write_clusters(cc["result_dir"], p["clusters_path"], shards)
     removed = sum(r["removed"] for r in out)
     if removed != cc["members"]:
         raise RuntimeError(f"minhash: wrote {removed} removals but the components hold {cc['members']}")
     if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        io.rmtree(work)
     stages = {
         "signatures": summarise(sig),
         "buckets": summarise(buckets),

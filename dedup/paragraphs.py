@@ -33,14 +33,13 @@ order, the result is that of one sequential pass, whatever the number of workers
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 import numpy as np
 
+from dolma_prep.pipeline import io
+from dolma_prep.pipeline.runtime import run_tasks, summarise
+
 from . import bloom
-from ._jsonl import AtomicWriter, attribute_line, format_score, id_json, iter_documents
-from ._tasks import run_tasks, summarise
 from .text import WHITE_SPACE, TokenHasher, dolma_tokens, window_hashes, xxh3
 
 _WHOLE_SEED = 0x5EED_0001
@@ -137,13 +136,13 @@ def _stage_keys(shard_index: int, doc_path: str, work: str, params: dict) -> dic
     min_length, min_words, skip_empty = params["min_length"], params["min_words"], params["skip_empty"]
     ids: list[str] = []
     invalid = 0
-    for line, doc in enumerate(iter_documents(doc_path)):
+    for line, (_, doc) in enumerate(io.iter_documents(doc_path)):
         if doc is None:
             ids.append("null")
             invalid += 1
             continue
-        doc_id, text = doc
-        ids.append(id_json(doc_id))
+        text = doc["text"]
+        ids.append(io.json_value(doc["id"]))
         if not text:
             continue
         for start, end, p in _paragraph_spans(text, sep):
@@ -160,9 +159,9 @@ def _stage_keys(shard_index: int, doc_path: str, work: str, params: dict) -> dic
     pieces = params["bloom_partitions"]
     route = bloom.partition_of(keys, pieces)
     for piece in range(pieces):
-        np.save(os.path.join(work, f"keys-{shard_index}-{piece}.npy"), keys[route == piece])
-    np.savez(
-        os.path.join(work, f"paragraphs-{shard_index}.npz"),
+        io.save_npy(io.join(work, f"keys-{shard_index}-{piece}.npy"), keys[route == piece])
+    io.save_npz(
+        io.join(work, f"paragraphs-{shard_index}.npz"),
         line=np.asarray(acc.par_line, dtype=np.int64),
         start=np.asarray(acc.par_start, dtype=np.int64),
         end=np.asarray(acc.par_end, dtype=np.int64),
@@ -170,8 +169,7 @@ def _stage_keys(shard_index: int, doc_path: str, work: str, params: dict) -> dic
         has_whole=np.concatenate(acc.has_whole) if acc.has_whole else np.empty(0, bool),
         route=route.astype(np.uint16),
     )
-    with open(os.path.join(work, f"ids-{shard_index}.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(ids))
+    io.write_text_atomic(io.join(work, f"ids-{shard_index}.txt"), "\n".join(ids))
     return {"lines": len(ids), "invalid": invalid, "paragraphs": len(acc.par_line), "keys": int(len(keys))}
 
 
@@ -179,20 +177,20 @@ def _stage_bloom(piece: int, n_shards: int, work: str, size_in_bytes: int, k: in
     filt = bloom.BloomPiece(size_in_bytes, k)
     seen_total = 0
     for s in range(n_shards):
-        keys = np.load(os.path.join(work, f"keys-{s}-{piece}.npy"))
+        keys = io.load_npy(io.join(work, f"keys-{s}-{piece}.npy"))
         seen = filt.check_and_insert(keys)
         seen_total += int(seen.sum())
-        np.save(os.path.join(work, f"flags-{s}-{piece}.npy"), np.packbits(seen))
+        io.save_npy(io.join(work, f"flags-{s}-{piece}.npy"), np.packbits(seen))
     return {"seen": seen_total}
 
 
 def _stage_write(shard_index: int, out_path: str, work: str, attribute: str, params: dict) -> dict:
-    meta = np.load(os.path.join(work, f"paragraphs-{shard_index}.npz"))
+    meta = io.load_npz(io.join(work, f"paragraphs-{shard_index}.npz"))
     route = meta["route"].astype(np.int64)
     seen = np.zeros(len(route), dtype=bool)
     for piece in range(params["bloom_partitions"]):
         where = np.flatnonzero(route == piece)
-        flags = np.load(os.path.join(work, f"flags-{shard_index}-{piece}.npy"))
+        flags = io.load_npy(io.join(work, f"flags-{shard_index}-{piece}.npy"))
         seen[where] = np.unpackbits(flags, count=len(where)).astype(bool)
     n_ngrams, has_whole = meta["n_ngrams"], meta["has_whole"]
     per_par = n_ngrams + has_whole
@@ -208,19 +206,19 @@ def _stage_write(shard_index: int, out_path: str, work: str, attribute: str, par
     score = np.where(has_whole, whole_seen.astype(np.float32), frac)
     emit = score >= threshold  # NaN (no window, short paragraphs skipped) never emits
     lines, starts, ends = meta["line"], meta["start"], meta["end"]
-    with open(os.path.join(work, f"ids-{shard_index}.txt"), encoding="utf-8") as f:
-        ids = f.read().split("\n") if os.path.getsize(f.name) else []
+    text = io.read_text(io.join(work, f"ids-{shard_index}.txt"))
+    ids = text.split("\n") if text else []
     name_js = json.dumps(attribute, ensure_ascii=False)
     by_line: dict[int, list[str]] = {}
     dup_chars = 0
     for i in np.flatnonzero(emit):
         v = float(score[i])
-        by_line.setdefault(int(lines[i]), []).append(f"[{int(starts[i])},{int(ends[i])},{format_score(v)}]")
+        by_line.setdefault(int(lines[i]), []).append(f"[{int(starts[i])},{int(ends[i])},{io.format_score(v)}]")
         dup_chars += int(ends[i] - starts[i])
-    with AtomicWriter(out_path) as out:
+    with io.AtomicWriter(out_path) as out:
         for line, id_js in enumerate(ids):
             spans = by_line.get(line)
-            out.write(attribute_line(id_js, name_js, "[" + ",".join(spans) + "]" if spans else "[]"))
+            out.write_text(io.attribute_line(id_js, name_js, "[" + ",".join(spans) + "]" if spans else "[]"))
     return {
         "duplicate_paragraphs": int(emit.sum()),
         "documents_with_duplicates": len(by_line),
@@ -273,20 +271,22 @@ def run_paragraphs(
         raise ValueError(f"bloom_partitions must be a power of two, got {pieces}")
     if int(p["ngram_length"]) < 1:
         raise ValueError("ngram_length must be >= 1 (whole-paragraph dedup is `dolma dedupe` without by_ngram)")
-    work = os.path.join(work_dir, "paragraphs")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work, exist_ok=True)
+    work = io.join(work_dir, "paragraphs")
+    io.rmtree(work)
 
-    a = run_tasks(_stage_keys, [(i, d, work, p) for i, (d, _) in enumerate(shards)], workers)
+    a = run_tasks("paragraphs:keys", _stage_keys, [(i, d, work, p) for i, (d, _) in enumerate(shards)],
+                  max_in_flight=workers)
     total_keys = sum(r["keys"] for r in a)
     expected = int(p["expected_count"] or max(1, total_keys))
     size = bloom.suggest_size_in_bytes(expected, p["false_positive_rate"])
     k = bloom.fewest_hashers(size, expected, p["false_positive_rate"])
     piece_size = max(8, size // pieces)
-    b = run_tasks(_stage_bloom, [(q, len(shards), work, piece_size, k) for q in range(pieces)], workers)
-    c = run_tasks(_stage_write, [(i, o, work, attribute, p) for i, (_, o) in enumerate(shards)], workers)
+    b = run_tasks("paragraphs:bloom", _stage_bloom, [(q, len(shards), work, piece_size, k) for q in range(pieces)],
+                  max_in_flight=workers)
+    c = run_tasks("paragraphs:write", _stage_write, [(i, o, work, attribute, p) for i, (_, o) in enumerate(shards)],
+                  max_in_flight=workers)
     if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        io.rmtree(work)
     return {
         "kind": "paragraphs",
         "shards": len(shards),

@@ -28,7 +28,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except ValueError:
             raise InputError(f"--scale must be a number or 'auto', got {args.scale!r}") from None
     manifest = run(mix, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet, force=args.force,
-                   tagger_modules=args.tagger_modules or [])
+                   tagger_modules=args.tagger_modules or [], scratch=args.scratch)
     if not args.quiet:
         render(compute(mix.output))
         print(f"finished in {manifest['_elapsed_s']:.1f}s; outputs in {mix.output}")
@@ -157,16 +157,17 @@ def _cmd_tag(args: argparse.Namespace) -> int:
           f"({totals['skipped']} already done)")
     for ex in totals["examples"][:20]:
         print(f"rejected: {ex}", file=sys.stderr)
-    return EXIT_REJECTS if totals["rejected"] else EXIT_OK
+    if totals["tagger_errors"]:
+        print(f"taggers raised on {totals['tagger_errors']:,} document(s): those documents lack the failing "
+              "tagger's fields (details in the Ray worker logs)", file=sys.stderr)
+    return EXIT_REJECTS if totals["rejected"] or totals["tagger_errors"] else EXIT_OK
 
 
 DEDUP_KINDS = ("exact", "paragraphs", "minhash", "decontaminate")
 
 
 def _cmd_dedup(args: argparse.Namespace) -> int:
-    import importlib
-    import os
-
+    from . import io
     from .runtime import init_ray
     from .stages.tag import attributes_beside
 
@@ -180,11 +181,11 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
     if args.kind == "decontaminate" and "eval_sets" not in params:
         raise InputError("dedup decontaminate needs --eval-sets FILE_OR_GLOB...")
     dataset_root = pairs[0][0][: pairs[0][0].rfind("/documents/")]
-    work = args.work_dir or os.path.join(dataset_root, "_work", "dedup", args.attribute)
+    work = args.work_dir or io.join(dataset_root, "_work", "dedup", args.attribute)
     init_ray(args.workers, args.ray_address)
-    from .run import DEDUP_MODULES
+    from .stages.dedup import runner
 
-    fn = getattr(importlib.import_module(f"dolma_prep.dedup.{DEDUP_MODULES[args.kind]}"), f"run_{args.kind}")
+    fn = runner(args.kind)
     try:
         stats = fn(pairs, args.attribute, work, **params)
     except TypeError as e:
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the data can deliver with the planned shares (default: the mix file's scale)")
     r.add_argument("--tagger-modules", nargs="*", help="Python files or modules registering extra taggers "
                                                        "(never from the mix file: mix files cannot load code)")
+    r.add_argument("--scratch", help="folder or URL for intermediate tables (dedup shuffles, token counts); every "
+                                     "node must reach it. Default: <output>/_work")
     r.add_argument("--force", action="store_true", help="discard an output folder holding a run of another config")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary table")
     r.set_defaults(fn=_cmd_run)
@@ -314,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--threshold", type=float, help="similarity / overlap threshold of the kind")
     dd.add_argument("--eval-sets", nargs="+", help="decontaminate: evaluation sets (JSONL/parquet files or globs)")
     dd.add_argument("--params", help='JSON of further parameters, e.g. {"bands": 9, "rows": 13}')
-    dd.add_argument("--work-dir", help="scratch folder for intermediate parquet (default: <dataset>/_work/dedup/NAME)")
+    dd.add_argument("--work-dir", "--scratch", dest="work_dir",
+                    help="folder or URL for intermediate tables; every node must reach it "
+                         "(default: <dataset>/_work/dedup/NAME)")
     _add_ray_args(dd)
     dd.set_defaults(fn=_cmd_dedup)
 

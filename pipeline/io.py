@@ -129,7 +129,22 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes | None, str | None]]:
 
 
 def parse_document(raw: bytes, path: str, line: int) -> Record:
-    """Decode and validate one JSON line as a Dolma document."""
+    """Decode and validate one JSON line as a Dolma document.
+
+    The fast path accepts exactly what the full check accepts, with the same result (stdlib
+    json on the strictly decoded line; a `\\uD...` escape, the only way a lone surrogate can
+    arrive, is left to the full check); anything else goes to the full check for its message."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+        if (type(doc) is dict and "source" in doc and type(doc["text"]) is str
+                and type(doc["id"]) in (str, int) and b"\\ud" not in raw and b"\\uD" not in raw):
+            return Record(path, line, doc=doc)
+    except Exception:  # noqa: BLE001 (whatever it is, the full check names it)
+        pass
+    return _parse_document_checked(raw, path, line)
+
+
+def _parse_document_checked(raw: bytes, path: str, line: int) -> Record:
     preview = raw[:MAX_REJECT_PREVIEW].decode("utf-8", "replace")
     try:
         text = raw.decode("utf-8")
@@ -275,6 +290,9 @@ class AtomicWriter:
     def write(self, data: bytes) -> None:
         self._f.write(data)
 
+    def write_text(self, text: str) -> None:
+        self._f.write(text.encode("utf-8"))
+
     def commit(self) -> None:
         self._f.close()
         move(self.tmp, self.path)
@@ -340,3 +358,189 @@ def list_files(root: str, suffix: str = "") -> list[str]:
     proto = root.split("://", 1)[0] + "://" if is_remote(root) else ""
     out = [proto + p if proto and "://" not in p else p for p in fs.find(root)]
     return sorted(p for p in out if p.endswith(suffix) and ".tmp-" not in p)
+
+
+def iter_documents(path: str) -> Iterator[tuple[int, dict | None]]:
+    """(1-based line, document or None) for every line of a documents file, None where the
+    line is not a valid document: what stages that write aligned outputs (attributes) iterate.
+    Stops where a corrupt stream breaks (the reading stage reports it)."""
+    for rec in read_documents(path):
+        if rec.fatal:
+            return
+        yield rec.line, rec.doc if rec.ok else None
+
+
+# ------------------------------------------------------------------------------ attribute values
+def format_score(v: Any) -> str:
+    """A span score as JSON, the one formatter of every attribute writer: integers stay
+    integers; floats as msgspec (dolma's JSON encoder) writes them: shortest round-trip digits,
+    plain decimal for 1e-5 <= |v| < 1e16, else `1e16` / `1.5e-7` style; NaN and inf as null."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    v = float(v)
+    if v != v or v in (float("inf"), float("-inf")):
+        return "null"
+    r = repr(v)
+    if "e" not in r:
+        return r
+    mant, exp = r.split("e")
+    e = int(exp)
+    if e == -5:  # Python switches to exponent form one decade earlier than msgspec
+        sign = "-" if mant.startswith("-") else ""
+        return f"{sign}0.0000{mant.lstrip('-').replace('.', '')}"
+    return f"{mant}e{e}"
+
+
+def spans_json(spans) -> str:
+    """`[[start,end,score],...]` as compact JSON."""
+    return "[" + ",".join(f"[{int(s)},{int(e)},{format_score(v)}]" for s, e, v in spans) + "]"
+
+
+def json_value(value: Any) -> str:
+    """Compact JSON of an id or source; lone surrogates (not writable as UTF-8) stay escaped."""
+    out = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if _SURROGATE.search(out):
+        out = json.dumps(value, separators=(",", ":"))
+    return out
+
+
+def attribute_line(id_js: str, name_js: str, spans_js: str) -> str:
+    """`{"id": ID, "attributes": {NAME: SPANS}}` from already-encoded JSON pieces."""
+    return '{"id":' + id_js + ',"attributes":{' + name_js + ":" + spans_js + "}}\n"
+
+
+# ------------------------------------------------------------------------ work files (any storage)
+# Intermediate tables of multi-round work (dedup shuffles, counts) live on storage every node
+# reaches: under the run's output or a --scratch URL. These helpers are the only way code
+# reads and writes them, so a local path and an s3:// URL behave the same.
+
+
+def fs_of(path: str):
+    return fsspec.get_fs_token_paths(path)[0]
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    w = AtomicWriter(path)
+    w.write(data)
+    w.commit()
+
+
+def read_bytes(path: str) -> bytes:
+    with fsspec.open(path, "rb") as f:
+        return f.read()
+
+
+def open_random(path: str) -> IO[bytes]:
+    """A seekable binary reader (range requests on object storage)."""
+    return fsspec.open(path, "rb").open()
+
+
+def save_npy(path: str, arr) -> None:
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def load_npy(path: str, mmap: bool = False):
+    """An array saved by save_npy; memory-mapped when local and `mmap`."""
+    import numpy as np
+
+    if mmap and not is_remote(path):
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    return np.load(io.BytesIO(read_bytes(path)), allow_pickle=False)
+
+
+def save_npz(path: str, **arrays) -> None:
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def load_npz(path: str) -> dict:
+    import numpy as np
+
+    with np.load(io.BytesIO(read_bytes(path)), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def write_parquet(path: str, table, **kwargs) -> None:
+    """A pyarrow table to parquet, atomically."""
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, **kwargs)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def read_parquet(path: str, **kwargs):
+    import pyarrow.parquet as pq
+
+    if is_remote(path):
+        with fsspec.open(path, "rb") as f:
+            return pq.read_table(f, **kwargs)
+    return pq.read_table(path, **kwargs)
+
+
+def parquet_file(path: str):
+    """A pyarrow ParquetFile for reading row groups (random access on any storage)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(open_random(path))
+
+
+def glob(pattern: str) -> list[str]:
+    """Files matching a glob, sorted, as local paths or full URLs; temporaries excluded."""
+    if is_remote(pattern):
+        fs = fs_of(pattern)
+        proto = pattern.split("://", 1)[0]
+        found = [m if "://" in m else f"{proto}://{m}" for m in fs.glob(pattern)]
+    else:
+        found = _glob.glob(pattern)
+    return sorted(m for m in found if ".tmp-" not in m)
+
+
+def rmtree(path: str) -> None:
+    """Remove a folder and everything under it; nothing if it does not exist."""
+    fs = fs_of(path)
+    try:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+def write_json(path: str, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, sort_keys=True))
+
+
+def read_json(path: str) -> Any:
+    return json.loads(read_text(path))
+
+
+class local_copy:
+    """`with local_copy(path) as p:` a local file path for a library that only opens local
+    files (fastText models): the path itself when local, else a temporary download that is
+    deleted on exit (spill the task creates and removes itself)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._tmp: str | None = None
+
+    def __enter__(self) -> str:
+        if not is_remote(self.path):
+            return self.path
+        import tempfile
+
+        fd, self._tmp = tempfile.mkstemp(prefix="dolma-prep-", suffix="-" + self.path.rsplit("/", 1)[-1])
+        with os.fdopen(fd, "wb") as out, fsspec.open(self.path, "rb") as src:
+            while chunk := src.read(1 << 22):
+                out.write(chunk)
+        return self._tmp
+
+    def __exit__(self, *_) -> None:
+        if self._tmp is not None:
+            os.remove(self._tmp)

@@ -19,8 +19,28 @@ def _add(d: dict, key: str, v) -> None:
     d[key] = d.get(key, 0) + v
 
 
-def build_manifest(mix: MixFile, shards: list[Shard], stage_stats: dict[str, dict], dedup_stats: dict,
-                   sampling: dict[str, dict], sampling_report: dict) -> dict:
+def steps_section(mix: MixFile, shards: list[Shard], results: dict[str, dict]) -> dict:
+    """Every declared step the run ran: what it reads and writes and, for shard steps, its
+    declared counters per source. `stats` and the report print this table as it is, so a new
+    step shows up there without edits."""
+    from .stages import STEPS
+    from .steps import step_counters
+
+    out = {}
+    for step in STEPS:
+        if step.name not in results:
+            continue
+        entry = {"reads": step.reads, "writes": step.writes, "kind": "shard" if step.run_shard else "global"}
+        if step.run_shard is not None:
+            entry["counters"] = step_counters(step, shards, results[step.name])
+        out[step.name] = entry
+    return out
+
+
+def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict]) -> dict:
+    stage_stats = results
+    dedup_stats = results.get("dedup", {})
+    sampling, sampling_report = results["sample"]["rules"], results["sample"]["report"]
     per: dict[str, dict] = defaultdict(lambda: defaultdict(dict))
     inputs, token_files = [], []
     rejected_total = 0
@@ -100,4 +120,5 @@ def build_manifest(mix: MixFile, shards: list[Shard], stage_stats: dict[str, dic
         "total_documents": sum(v["documents"] for v in sources.values()),
         "rejected": rejected_total,
         "outputs": {"tokens": token_files},
+        "steps": steps_section(mix, shards, results),
     }

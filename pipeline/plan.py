@@ -16,7 +16,6 @@ a histogram of u per shard, so no process holds the whole source.
 from __future__ import annotations
 
 import math
-import os
 
 from .mixfile import MixFile
 
@@ -66,13 +65,13 @@ def resolve_targets(mix: MixFile, count_files: dict[str, list[str]], scale: floa
 
     Returns (sampling, report): sampling[source] = {"whole", "threshold"}; report holds the
     plan, the measured tokens, the scale used and any shortfall."""
-    import polars as pl
+    from . import io
 
     the_plan = plan(mix)
     measured = {}
     for name, files in count_files.items():
-        files = [f for f in files if os.path.exists(f)]
-        measured[name] = int(pl.scan_parquet(files).select(pl.col("tokens").sum()).collect().item() or 0) if files else 0
+        files = [f for f in files if io.exists(f)]
+        measured[name] = sum(int(io.read_parquet(f, columns=["tokens"])["tokens"].to_numpy().sum()) for f in files)
     if scale == "auto":
         ratios = [measured[n] / r["planned_tokens"] for n, r in the_plan["sources"].items() if r["planned_tokens"]]
         s = min([1.0] + ratios)
@@ -81,7 +80,7 @@ def resolve_targets(mix: MixFile, count_files: dict[str, list[str]], scale: floa
     sampling, report = {}, {"scale": s, "sources": {}}
     for name, r in the_plan["sources"].items():
         target = (r["planned_tokens"] or 0.0) * s
-        files = [f for f in count_files.get(name, []) if os.path.exists(f)]
+        files = [f for f in count_files.get(name, []) if io.exists(f)]
         threshold = _threshold(files, target) if measured[name] > target else 1.0
         sampling[name] = {"whole": 0, "threshold": threshold}
         report["sources"][name] = {"planned_tokens": target, "planned_tokens_unscaled": r["planned_tokens"],
@@ -91,30 +90,44 @@ def resolve_targets(mix: MixFile, count_files: dict[str, list[str]], scale: floa
 
 
 def _threshold(files: list[str], target: float) -> float:
-    """u* such that documents with u < u* hold the token total nearest the target."""
-    import polars as pl
+    """u* such that documents with u < u* hold the token total nearest the target. Two passes
+    over the count tables, one file at a time (any storage): a token histogram over u, then
+    the documents of the one bin where the running total crosses the target."""
+    import numpy as np
+
+    from . import io
 
     if target <= 0:
         return 0.0
-    lf = pl.scan_parquet(files)
-    hist = (lf.with_columns((pl.col("u") * HIST_BINS).floor().cast(pl.Int64).alias("bin"))
-            .group_by("bin").agg(pl.col("tokens").sum()).sort("bin").collect())
-    cum = 0
-    for b, t in zip(hist["bin"].to_list(), hist["tokens"].to_list()):
-        if cum + t >= target:
-            rows = (lf.filter((pl.col("u") >= b / HIST_BINS) & (pl.col("u") < (b + 1) / HIST_BINS))
-                    .sort("u").collect())
-            for u, n in zip(rows["u"].to_list(), rows["tokens"].to_list()):
-                if cum + n >= target:
-                    # take the crossing document only if that lands nearer the target
-                    return math.nextafter(u, 2.0) if (cum + n - target) <= (target - cum) else u
-                cum += n
-            break
-        cum += t
+    hist = np.zeros(HIST_BINS + 1, dtype=np.int64)
+    for f in files:
+        t = io.read_parquet(f, columns=["u", "tokens"])
+        bins = np.floor(t["u"].to_numpy() * HIST_BINS).astype(np.int64)
+        hist += np.bincount(bins, weights=t["tokens"].to_numpy(), minlength=HIST_BINS + 1).astype(np.int64)
+    cum_before = np.concatenate([[0], np.cumsum(hist)])
+    crossing = np.flatnonzero(cum_before[1:] >= target)
+    if not len(crossing):
+        return 1.0
+    b = int(crossing[0])
+    us, ns = [], []
+    for f in files:
+        t = io.read_parquet(f, columns=["u", "tokens"])
+        u = t["u"].to_numpy()
+        sel = (u >= b / HIST_BINS) & (u < (b + 1) / HIST_BINS)
+        us.append(u[sel])
+        ns.append(t["tokens"].to_numpy()[sel])
+    u, n = np.concatenate(us), np.concatenate(ns)
+    order = np.argsort(u, kind="stable")
+    cum = int(cum_before[b])
+    for uu, nn in zip(u[order].tolist(), n[order].tolist()):
+        if cum + nn >= target:
+            # take the crossing document only if that lands nearer the target
+            return math.nextafter(uu, 2.0) if (cum + nn - target) <= (target - cum) else uu
+        cum += nn
     return 1.0
 
 
-def _count_shard(path: str, tokenizer_path: str, eos: int | None, bos: int | None) -> int:
+def _count_shard(path: str, tokenizer_path: str, eos: int | None, bos: int | None) -> dict:
     from . import io
     from .stages.tokenize import BLOCK, encode_block, load_tokenizer
 
@@ -128,23 +141,20 @@ def _count_shard(path: str, tokenizer_path: str, eos: int | None, bos: int | Non
                 block = []
     if block:
         total += sum(len(x) for x in encode_block(tok, block, eos, bos))
-    return total
+    return {"tokens": total}
 
 
 def measure(mix: MixFile, workers: int | None = None, ray_address: str | None = None) -> dict[str, int]:
     """Tokens each source's documents hold (stripped, with EOS), counted on Ray: the sizes
     `plan --measure` uses instead of the declared `tokens_available`."""
-    import ray
-
     from .run import discover_shards
-    from .runtime import init_ray
+    from .runtime import init_ray, run_tasks
 
     shards = discover_shards(mix)
     init_ray(workers, ray_address)
-    remote = ray.remote(num_cpus=1)(_count_shard)
     t = mix.tokenizer
-    counts = ray.get([remote.remote(s.path, t.path, t.eos_token_id, t.bos_token_id) for s in shards])
+    counts = run_tasks("measure", _count_shard, [(s.path, t.path, t.eos_token_id, t.bos_token_id) for s in shards])
     out: dict[str, int] = {s.name: 0 for s in mix.sources}
-    for s, n in zip(shards, counts):
-        out[s.source] += n
+    for s, r in zip(shards, counts):
+        out[s.source] += r["tokens"]
     return out

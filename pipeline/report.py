@@ -362,6 +362,11 @@ def render_html(result: dict, manifest: dict, charts: list, attr_sections: list)
             out.append('<p class="note">Tokens are measured on the kept documents and in the token arrays; before '
                        'selection only characters are measured, so the "read" bar is an estimate: read characters x '
                        'each source\'s measured tokens per character of its kept documents.</p>')
+    if result.get("steps"):
+        from .stats import steps_rows
+
+        header, rows = steps_rows(result["steps"])
+        out.append("<h2>Steps of this run</h2>" + _table(header, rows, "steps"))
     out.append("<h2>Funnel per source</h2>")
     for n, s in S.items():
         rows = []

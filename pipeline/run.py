@@ -1,30 +1,25 @@
-"""`dolma-prep run MIX`: drive the stages of one mix on Ray.
+"""`dolma-prep run MIX`: run the declared steps of one mix on Ray (`stages.STEPS`).
 
 documents --tag--> attributes --dedup--> attributes --select--> kept --tokenize--> tokens
 
-Every stage is a map over shards (one input file each) with done markers, except dedup,
-whose kinds need a global shuffle and keep one done marker per kind. The manifest is built
-from the markers and the files on disk, and holds no timestamps or absolute paths, so two
-runs of the same input, config and seed write byte-identical outputs.
+A shard step is a map over shards (one input file each) with done markers; a global step
+(dedup, whose kinds shuffle across the corpus; sampling) runs once and keeps its own marker.
+Everything a run writes, intermediate tables included, goes to storage every node reaches:
+the output (`_work/` under it) or --scratch. The manifest is built from the markers and the
+files, and holds no timestamps or absolute paths, so two runs of the same input, config and
+seed write byte-identical outputs.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import tempfile
 import time
-from typing import Any
 
 from . import io
 from .io import InputError
 from .mixfile import MixFile
-from .runtime import Shard, init_ray, make_progress, map_shards, read_marker, write_marker
-from . import plan as plan_mod
-from .stages import count as count_stage
-from .stages import select as select_stage
-from .stages import tag as tag_stage
-from .stages import tokenize as tokenize_stage
+from .runtime import Shard, init_ray, make_progress, map_shards
+from .stages import STEPS
 
 
 def discover_shards(mix: MixFile) -> list[Shard]:
@@ -82,56 +77,13 @@ def check_output(mix: MixFile, force: bool) -> None:
                                               indent=1, sort_keys=True))
 
 
-DEDUP_MODULES = {"exact": "exact", "paragraphs": "paragraphs", "minhash": "minhash", "decontaminate": "decontam"}
-
-
-def run_dedup(mix: MixFile, shards: list[Shard], ctx: dict) -> dict[str, dict]:
-    """Run each configured dedup kind once over all shards (global), with a done marker."""
-    results = {}
-    for kind in ("exact", "paragraphs", "minhash", "decontaminate"):
-        cfg = getattr(mix.dedup, kind)
-        if cfg is None:
-            continue
-        marker = read_marker(mix.output, "dedup", kind)
-        if marker is not None:
-            results[kind] = marker
-            continue
-        params: dict[str, Any] = dict(cfg) if isinstance(cfg, dict) else cfg.model_dump()
-        attribute = params.pop("attribute", select_stage.dedup_attribute(kind, cfg))
-        pairs = [(s.path, io.join(mix.output, "attributes", attribute, s.rel)) for s in shards]
-        work = os.path.join(ctx["work"], "dedup", kind)
-        module = importlib.import_module(f"dolma_prep.dedup.{DEDUP_MODULES[kind]}")
-        fn = getattr(module, f"run_{kind}")
-        stats = fn(pairs, attribute, work, **params)
-        # the manifest keeps only counts: timings and memory peaks vary run to run
-        stats = {k: v for k, v in stats.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)
-                 and not any(w in k for w in ("seconds", "rss", "time", "memory", "peak"))}
-        stats["attribute"] = attribute
-        write_marker(mix.output, "dedup", kind, stats)
-        results[kind] = stats
-    return results
-
-
-def work_dir(mix: MixFile) -> str:
-    """Local scratch space for intermediate tables; under the output when it is local."""
-    if io.is_remote(mix.output):
-        return os.path.join(tempfile.gettempdir(), "dolma-prep-work", mix.config_hash())
-    return os.path.join(mix.output, "_work")
-
-
-def decide_sampling(mix: MixFile, shards: list[Shard], ctx: dict, prog) -> tuple[dict, dict]:
-    """Per-source sampling rules: from proportions, or from token targets via the count stage."""
-    if not plan_mod.uses_targets(mix):
-        rules = {s.name: plan_mod.proportion_sampling(1.0 if s.proportion is None else s.proportion)
-                 for s in mix.sources}
-        return rules, {"mode": "proportion", "scale": 1.0, "sources": {}}
-    map_shards("count", count_stage.run_shard, shards, ctx, prog)
-    files: dict[str, list[str]] = {}
-    for s in shards:
-        files.setdefault(s.source, []).append(count_stage.count_path(ctx, s))
-    rules, report = plan_mod.resolve_targets(mix, files, mix.scale)
-    report["mode"] = "tokens"
-    return rules, report
+def work_dir(mix: MixFile, scratch: str | None = None) -> str:
+    """Where intermediate tables go: `<output>/_work`, or a folder of this run's config under
+    `scratch` (any fsspec URL). Never the driver's local disk when the output is remote: every
+    node must reach it."""
+    if scratch:
+        return io.join(scratch, "dolma-prep-work", mix.config_hash())
+    return io.join(mix.output, "_work")
 
 
 def sweep_temporaries(output: str) -> int:
@@ -169,8 +121,8 @@ def trainer_data_section(mix: MixFile, manifest: dict) -> str:
 
 
 def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None, progress: bool = True,
-        force: bool = False, tagger_modules: list[str] = ()) -> dict:
-    """Run every stage of `mix`. `tagger_modules` (Python files or modules registering extra
+        force: bool = False, tagger_modules: list[str] = (), scratch: str | None = None) -> dict:
+    """Run every step of `mix`. `tagger_modules` (Python files or modules registering extra
     taggers) come from the command line only: a mix file is data and can never load code."""
     from .manifest import build_manifest
 
@@ -178,22 +130,23 @@ def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None
     shards = discover_shards(mix)
     check_output(mix, force)
     init_ray(workers, ray_address)
-    ctx = {"output": mix.output, "mix": mix.model_dump_json(), "work": work_dir(mix),
+    ctx = {"output": mix.output, "mix": mix.model_dump_json(), "work": work_dir(mix, scratch),
            "tagger_modules": [os.path.abspath(m) if m.endswith(".py") else m for m in tagger_modules]}
     if tagger_modules:
         from dolma_prep.taggers import registry
 
         registry.load_modules(ctx["tagger_modules"])  # fail early, in the driver, on a bad module
-    stage_stats: dict[str, dict] = {}
+    results: dict[str, dict] = {}
     with make_progress(progress) as prog:
-        if mix.taggers:
-            stage_stats["tag"] = map_shards("tag", tag_stage.run_shard, shards, ctx, prog)
-        dedup_stats = run_dedup(mix, shards, ctx)
-        stage_stats["select"] = map_shards("select", select_stage.run_shard, shards, ctx, prog)
-        ctx["sampling"], sampling_report = decide_sampling(mix, shards, ctx, prog)
-        stage_stats["tokenize"] = map_shards("tokenize", tokenize_stage.run_shard, shards, ctx, prog)
+        for step in STEPS:
+            if not step.when(mix):
+                continue
+            if step.run_shard is not None:
+                results[step.name] = map_shards(step.name, step.run_shard, shards, ctx, prog)
+            else:
+                results[step.name] = step.run_global(mix, shards, ctx, prog)
     sweep_temporaries(mix.output)
-    manifest = build_manifest(mix, shards, stage_stats, dedup_stats, ctx["sampling"], sampling_report)
+    manifest = build_manifest(mix, shards, results)
     io.write_text_atomic(io.join(mix.output, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     io.write_text_atomic(io.join(mix.output, TRAINER_DATA_FILE), trainer_data_section(mix, manifest))
     manifest["_elapsed_s"] = time.time() - t0

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -76,11 +77,20 @@ def write_marker(output: str, stage: str, key: str, stats: dict) -> None:
     io.write_text_atomic(marker_path(output, stage, key), json.dumps(stats, sort_keys=True, indent=1))
 
 
-def _task(fn: Callable, shard: Shard, ctx: dict, stage: str) -> dict:
-    stats = fn(shard, ctx)
-    stats["node"] = _node_id()
-    write_marker(ctx["output"], stage, shard.key, stats)
-    return stats
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (VmHWM where /proc exists:
+    `ru_maxrss` survives exec on Linux, so a process started from a large parent would report
+    the parent's size)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _node_id() -> str:
@@ -92,39 +102,114 @@ def _node_id() -> str:
         return "local"
 
 
-def map_shards(stage: str, fn: Callable[[Shard, dict], dict], shards: list[Shard], ctx: dict,
-               progress: Progress | None = None, max_in_flight: int | None = None) -> dict[str, dict]:
-    """Run `fn(shard, ctx)` for every shard without a done marker, on Ray; return the stats of
-    all shards (fresh and resumed), keyed by shard key, in shard order."""
+def _call(fn: Callable, args: tuple, kwargs: dict, marker: str | None) -> dict:
+    """The body of every task: run, add the task's own statistics, write the done marker."""
+    start = time.perf_counter()
+    out = dict(fn(*args, **kwargs) or {})
+    out["node"] = _node_id()
+    out["_rss_mb"] = round(peak_rss_mb(), 1)
+    out["_pid"] = os.getpid()
+    out["_seconds"] = round(time.perf_counter() - start, 3)
+    if marker is not None:
+        io.write_text_atomic(marker, json.dumps(out, sort_keys=True, indent=1))
+    return out
+
+
+# Errors worth another try on another worker: flaky object storage and networks. Everything
+# else (bad input, a bug) fails the run at once with its message. A worker that dies (killed,
+# out of memory, its node lost) is always retried by Ray itself.
+RETRY_ON = (ConnectionError, TimeoutError, OSError)
+MAX_RETRIES = 3
+
+
+def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple], *, kwargs: dict | None = None,
+              state: str | None = None, keys: Sequence[str] | None = None, progress: Progress | None = None,
+              max_in_flight: int | None = None, num_cpus: float = 1) -> list[dict]:
+    """The one way work runs: `fn(*call, **kwargs)` for each call as a Ray task; the results,
+    in call order (never in completion order, so what a step computes cannot depend on
+    scheduling).
+
+    - placement: SPREAD, so a cluster's nodes all get work, not only the driver's;
+    - retries: a task whose worker or node died is rerun (MAX_RETRIES), and so is one that
+      raised a storage or network error (RETRY_ON); outputs appear only by atomic rename, so a
+      rerun never sees half-written files;
+    - done markers: with `state` (a folder, any storage) and one key per call, a finished task
+      writes `<state>/<name>/<key>.json` holding its result, and a later run returns the
+      recorded result instead of running the task again (resume);
+    - per-task statistics added to each result: `node`, `_rss_mb` (peak worker memory),
+      `_pid`, `_seconds`;
+    - progress: one bar per call of `run_tasks`, documents counted from `documents_in`.
+
+    `fn` is a module-level function returning a small dict: large data never travels through
+    Ray, tasks read and write files through `pipeline.io`.
+    """
     import ray
 
-    results: dict[str, dict] = {}
-    todo: list[Shard] = []
-    for s in shards:
-        m = read_marker(ctx["output"], stage, s.key)
-        if m is not None:
-            results[s.key] = m
+    if keys is not None and len(keys) != len(calls):
+        raise ValueError("run_tasks: one key per call")
+    kwargs = kwargs or {}
+    results: list[dict | None] = [None] * len(calls)
+    todo: list[int] = []
+    for i in range(len(calls)):
+        marker = read_marker(state, name, keys[i]) if state is not None and keys is not None else None
+        if marker is not None:
+            results[i] = marker
         else:
-            todo.append(s)
-    docs = sum(int(r.get("documents_in", 0)) for r in results.values())
-    task_id = progress.add_task(stage, total=len(shards), completed=len(results), docs=docs) if progress else None
-    # SPREAD: shard tasks go to every node of a cluster, not packed onto the driver's node
-    remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False, scheduling_strategy="SPREAD")(_task)
+            todo.append(i)
+    docs = sum(int(r.get("documents_in", 0)) for r in results if r)
+    bar = progress.add_task(name, total=len(calls), completed=len(calls) - len(todo), docs=docs) if progress else None
+    remote = _remote(num_cpus)
     limit = max_in_flight or max(1, int(ray.cluster_resources().get("CPU", 1)) * 2)
-    pending: dict[Any, Shard] = {}
+    pending: dict[Any, int] = {}
     queue = list(todo)
     while queue or pending:
         while queue and len(pending) < limit:
-            s = queue.pop(0)
-            pending[remote.remote(fn, s, ctx, stage)] = s
+            i = queue.pop(0)
+            marker = marker_path(state, name, keys[i]) if state is not None and keys is not None else None
+            pending[remote.remote(fn, tuple(calls[i]), kwargs, marker)] = i
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
-            s = pending.pop(ref)
-            results[s.key] = ray.get(ref)
-            docs += int(results[s.key].get("documents_in", 0))
+            i = pending.pop(ref)
+            results[i] = ray.get(ref)
+            docs += int(results[i].get("documents_in", 0))
             if progress is not None:
-                progress.update(task_id, advance=1, docs=docs)
-    return {s.key: results[s.key] for s in shards}
+                progress.update(bar, advance=1, docs=docs)
+    return results  # type: ignore[return-value]
+
+
+_REMOTES: dict[float, Any] = {}
+
+
+def _remote(num_cpus: float):
+    import ray
+
+    if num_cpus not in _REMOTES:
+        _REMOTES[num_cpus] = ray.remote(num_cpus=num_cpus, max_retries=MAX_RETRIES, retry_exceptions=list(RETRY_ON),
+                                        scheduling_strategy="SPREAD")(_call)
+    return _REMOTES[num_cpus]
+
+
+def map_shards(stage: str, fn: Callable[[Shard, dict], dict], shards: list[Shard], ctx: dict,
+               progress: Progress | None = None, max_in_flight: int | None = None) -> dict[str, dict]:
+    """`fn(shard, ctx)` for every shard, with done markers under the run's output; the stats of
+    all shards (fresh and resumed), keyed by shard key, in shard order."""
+    res = run_tasks(stage, fn, [(s, ctx) for s in shards], state=ctx["output"], keys=[s.key for s in shards],
+                    progress=progress, max_in_flight=max_in_flight)
+    return {s.key: r for s, r in zip(shards, res)}
+
+
+def summarise(results: list[dict]) -> dict:
+    """Peak worker memory and busy time of a round of tasks, from their results."""
+    if not results:
+        return {"tasks": 0, "peak_worker_rss_mb": 0.0, "task_seconds": 0.0}
+    return {"tasks": len(results), "peak_worker_rss_mb": round(max(r["_rss_mb"] for r in results), 1),
+            "task_seconds": round(sum(r["_seconds"] for r in results), 3)}
+
+
+def default_workers() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def make_progress(enabled: bool = True) -> Progress:

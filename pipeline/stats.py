@@ -467,6 +467,7 @@ def compute(output: str, verify: bool = False) -> dict:
             "total_documents": sum(s["documents"] for s in sources.values()),
             "planned_tokens": manifest.get("planned_tokens", sum(s["planned_tokens"] or 0 for s in sources.values())),
             "funnel": total_funnel(sources), "dedup": dedup, "rejected": manifest.get("rejected", 0),
+            "steps": manifest.get("steps", {}),
             "attribute_folders": folders, "verified": verify,
             "notes": ["tokens before selection are estimates (read chars x the source's measured tokens per char "
                       "of its kept documents); see tokens_estimated"],
@@ -545,6 +546,7 @@ def render(result: dict, funnels: bool = False, console=None) -> None:
                   "100.00%" if planned_total else "", "100.00%", "", "")
     console.print(table)
     if funnels:
+        render_steps(result.get("steps", {}), console)
         for name, s in result["sources"].items():
             render_funnel(f"{name}: documents and tokens through the stages", s["funnel"], console,
                           s.get("tokens_per_char"))
@@ -564,6 +566,34 @@ def render(result: dict, funnels: bool = False, console=None) -> None:
                           "(`dolma-prep stats OUTPUT` recounts every stage from the files)")
     for e in result["errors"]:
         console.print(f"[red]error:[/red] {escape(e)}")
+
+
+def steps_rows(steps: dict) -> tuple[list[str], list[list[str]]]:
+    """The declared steps as a table (header, rows): each step, what it reads and writes, and
+    its declared counters summed over sources. Built from the manifest's `steps` section
+    alone, so a new step appears here with no edit to this module."""
+    counters = list(dict.fromkeys(c for st in steps.values() for src in st.get("counters", {}).values() for c in src))
+    rows = []
+    for name, st in steps.items():
+        totals = {c: sum(src.get(c, 0) for src in st.get("counters", {}).values()) for c in counters}
+        rows.append([name, st["reads"], st["writes"]] + [f"{totals[c]:,}" if c in
+                     next(iter(st.get("counters", {}).values()), {}) else "" for c in counters])
+    return ["step", "reads", "writes", *counters], rows
+
+
+def render_steps(steps: dict, console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not steps:
+        return
+    header, rows = steps_rows(steps)
+    table = Table(title="steps of this run (declared counters, all sources)")
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i < 3 else "right")
+    for row in rows:
+        table.add_row(*(escape(x) for x in row))
+    console.print(table)
 
 
 def _rule_text(rule: dict | None) -> str:

@@ -1,6 +1,8 @@
 """Loading and querying fastText models, shared by the fastText-based taggers.
 
-Models are local files only (`model_path` option); each is loaded once per process. We call
+Models come from the `model_path` option, a local file or any fsspec URL (s3://..., read once
+into a temporary file that is deleted after loading: every node of a cluster can reach the
+model where the data is); each is loaded once per process. We call
 the binding's low-level `predict` (what `fasttext.FastText._FastText.predict` wraps), which
 returns plain floats: this works with every fastText wheel whatever the numpy version, and
 gives the same probabilities as dolma's `classifier.predict(text, k=-1)`.
@@ -26,8 +28,10 @@ def load_model(model_path: str | os.PathLike | None, tagger: str) -> Any:
         raise ModelError(
             f"tagger {tagger!r} needs a local fastText model: pass the option model_path=/path/to/model.bin "
             "(models are never downloaded)")
+    from dolma_prep.pipeline import io
+
     path = os.fspath(model_path)
-    if not os.path.isfile(path):
+    if not (io.exists(path) if io.is_remote(path) else os.path.isfile(path)):
         raise ModelError(f"tagger {tagger!r}: model_path {path!r} does not exist")
     with _LOCK:
         model = _MODELS.get(path)
@@ -36,7 +40,8 @@ def load_model(model_path: str | os.PathLike | None, tagger: str) -> Any:
                 from fasttext.FastText import _FastText
             except ImportError as e:  # pragma: no cover - depends on the environment
                 raise ModelError(f"tagger {tagger!r} needs the fastText bindings: pip install fasttext-numpy2-wheel") from e
-            model = _MODELS[path] = _FastText(model_path=path)
+            with io.local_copy(path) as local:
+                model = _MODELS[path] = _FastText(model_path=local)
     return model
 
 

@@ -44,7 +44,6 @@ SHA-256.
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import importlib.util
 import io
@@ -148,18 +147,9 @@ def load_config(config_path: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ data
 def _read_texts(files: list[str]) -> list[tuple[str, str]]:
-    out = []
-    for path in files:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                    if isinstance(row.get("text"), str):
-                        out.append((str(row.get("id")), row["text"]))
-                except (json.JSONDecodeError, AttributeError):
-                    continue
-    return out
+    from dolma_prep.pipeline import io  # the one reader: same validity rules as every stage
+
+    return [(str(rec.doc["id"]), rec.doc["text"]) for path in files for rec in io.read_documents(path) if rec.ok]
 
 
 def _prepare(text: str, max_words: int) -> str:

@@ -27,12 +27,13 @@ Link lists (`link_blocklist_phishing_v1`) take each line verbatim, as dolma does
 """
 from __future__ import annotations
 
-import gzip
 import ipaddress
 import logging
 import os
 import re
 from typing import Iterator
+
+from dolma_prep.pipeline import io
 
 from .registry import Document, Spans, Tagger, register
 
@@ -91,12 +92,11 @@ class Blocklist(Tagger):
         self.blocklist: set[str] = set()
         for path in paths:
             path = os.fspath(path)
-            if not os.path.isfile(path):
+            if not io.exists(path):
                 raise ValueError(f"tagger {self.name!r}: blocklist_path {path!r} does not exist")
-            opener = gzip.open if path.endswith(".gz") else open
-            with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            with io.open_binary(path) as f:  # local or any fsspec URL, plain, .gz or .zst
                 for line in f:
-                    self.blocklist.update(self.parse_line(line))
+                    self.blocklist.update(self.parse_line(line.decode("utf-8", "replace")))
         if not self.blocklist:
             raise ValueError(f"tagger {self.name!r}: no entries in {paths}")
 

@@ -55,22 +55,3 @@ def test_user_tagger_module_from_the_command_line(tmp_path):
     docs = read_gz_jsonl(SAMPLE / "wiki" / "0000.jsonl.gz")
     assert [a["attributes"]["u__vowel_count_v1__vowels"][0][2] for a in attrs] == \
         [float(sum(c in "aeiou" for c in d["text"])) for d in docs]
-
-
-def test_cli_output_is_byte_identical_to_the_parity_tested_runner(tmp_path):
-    """`dolma-prep tag` writes through the same TaggerSet and line format as
-    taggers._runner.tag_file, which tests/test_taggers_parity.py holds equal to `dolma tag`."""
-    import gzip
-
-    from dolma_prep.taggers._runner import tag_file
-
-    docs_dir = tmp_path / "ds" / "documents" / "c4"
-    shutil.copytree(SAMPLE / "c4", docs_dir)
-    taggers = ["gopher_v1", "c4_v1", "pii_regex_with_counts_v2", "char_length_v1", "whitespace_tokenizer_v1"]
-    run_cli("tag", "--documents", str(docs_dir / "*.jsonl.gz"), "--taggers", ",".join(taggers),
-            "--experiment", "exp", "--workers", "2", "-q", check=True)
-    for f in ("0000.jsonl.gz", "0001.jsonl.gz"):
-        ref = tmp_path / f"ref-{f}"
-        tag_file(str(docs_dir / f), str(ref), taggers, "exp")
-        ours = tmp_path / "ds" / "attributes" / "exp" / "c4" / f
-        assert gzip.decompress(ours.read_bytes()) == gzip.decompress(ref.read_bytes())

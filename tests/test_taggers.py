@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from dolma_prep.taggers import registry
-from dolma_prep.taggers._runner import format_line, format_score, tag_file, tag_files
+from dolma_prep.pipeline.io import format_score
+from dolma_prep.pipeline.stages.tag import _tag_one
+from dolma_prep.taggers._runner import format_line
 from dolma_prep.taggers.registry import Document
 
 REPO = Path(__file__).resolve().parents[1]
@@ -481,21 +483,29 @@ def test_format_score_matches_msgspec():
         '{"id":"x\u00e9","attributes":{"e__t__f":[[0,2,0.5]]},"source":"src"}'
 
 
+def tag_file(src, dst, names, experiment, options=None) -> dict:
+    """One file through the product path (what `dolma-prep tag` and a run's tag stage run)."""
+    return _tag_one(str(src), str(dst), [(n, (options or {}).get(n, {})) for n in names], experiment, [])
+
+
 def test_fast_writer_equals_format_output(tiny_models, tmp_path):
-    # tag_file formats spans straight from the taggers; it must equal format_output + format_line
+    # the tag stage formats spans straight from the taggers; it must equal format_output + format_line
     from dolma_prep.taggers._runner import TaggerSet
 
     names = ["gopher_v1", "c4_v1", "pii_regex_with_counts_v2", "char_length_v1", "cc_multi_bin", "random_number_v1"]
-    ts = TaggerSet(names, "exp", {"cc_multi_bin": {"model_path": str(tiny_models / "q.bin")},
-                                  "random_number_v1": {"deterministic": True}})
-    docs = sample_docs()[::5] + [{"id": "z", "text": "", "source": "s"}, {"id": 7, "text": "a\ud800b", "source": None}]
-    lines, bad = ts.tag_lines([json.dumps(d) for d in docs])
+    options = {"cc_multi_bin": {"model_path": str(tiny_models / "q.bin")}, "random_number_v1": {"deterministic": True}}
+    docs = sample_docs()[::5] + [{"id": "z", "text": "", "source": "s"}, {"id": 7, "text": "a\u00e9b", "source": None}]
+    src = tmp_path / "d.jsonl.gz"
+    src.write_bytes(gzip.compress(("\n".join(json.dumps(d) for d in docs) + "\n").encode()))
+    stats = tag_file(src, tmp_path / "o.jsonl.gz", names, "exp", options)
+    lines = gzip.decompress((tmp_path / "o.jsonl.gz").read_bytes()).decode().splitlines()
+    ts = TaggerSet(names, "exp", options)
     objs = [Document(str(d["id"]), d["text"], str(d.get("source") or ""), d.get("metadata") or {}) for d in docs]
-    assert bad == 0
+    assert stats["rejected"] == 0 and stats["documents_in"] == len(docs)
     for d, line, attrs in zip(docs, lines, ts.tag(objs)):
         assert line == format_line(d["id"], attrs, d.get("source", "")), d["id"]
         json.loads(line)
-    assert '"id":7' in lines[-1] and "\\ud800" not in lines[-1]  # only ids/keys would need escaping
+    assert lines[-1].startswith('{"id":7,') and lines[-1].endswith(',"source":null}')
 
 
 def test_tag_file_layout_and_bad_lines(tmp_path):
@@ -507,32 +517,19 @@ def test_tag_file_layout_and_bad_lines(tmp_path):
     lines += [json.dumps(d) for d in docs[20:]]
     src.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     dst = tmp_path / "attributes" / "exp" / "a" / "0000.jsonl.gz"
-    stats = tag_file(str(src), str(dst), ["char_length_v1", "pii_regex_with_counts_v2"], "exp", batch_size=7)
+    stats = tag_file(src, dst, ["char_length_v1", "pii_regex_with_counts_v2"], "exp")
     out = gzip.decompress(dst.read_bytes()).decode().splitlines()
-    assert len(out) == len(lines) and stats["invalid_lines"] == 3 and stats["documents"] == 41
+    assert len(out) == len(lines) and stats["rejected"] == 3 and stats["documents_in"] == 41
     first = json.loads(out[0])
     assert list(first) == ["id", "attributes", "source"] and first["id"] == docs[0]["id"]
     assert list(first["attributes"]) == ["exp__char_length_v1__length", "exp__pii_regex_with_counts_v2__doc",
                                          "exp__pii_regex_with_counts_v2__doc_count"]
-    assert out[20] == '{"id":null,"attributes":{},"source":null}'
-    assert json.loads(out[21]) == {"id": "no-text", "attributes": {}, "source": None}
+    assert out[20] == out[21] == out[22] == '{"id":null,"attributes":{},"source":null}'
     assert json.loads(out[23])["attributes"]["exp__pii_regex_with_counts_v2__doc"] == [[0, 0, -1.0]]
     assert [json.loads(x)["id"] for x in out[24:]] == [d["id"] for d in docs[20:]]
-
-
-def test_tag_files_pool_equals_single_process(tmp_path):
-    jobs = []
-    for path in sorted(SAMPLE.glob("*/0000.jsonl.gz"))[:6]:
-        jobs.append((str(path), str(tmp_path / "one" / path.parent.name / path.name)))
-    names = ["gopher_v1", "c4_v1", "pii_regex_with_counts_v2", "char_length_v1"]
-    s1 = tag_files(jobs, names, "x", processes=1)
-    jobs2 = [(a, b.replace("/one/", "/two/")) for a, b in jobs]
-    s2 = tag_files(jobs2, names, "x", processes=2, batch_size=5)
-    assert s1["documents"] == s2["documents"] > 0
-    for (_, a), (_, b) in zip(jobs, jobs2):
-        assert gzip.decompress(Path(a).read_bytes()) == gzip.decompress(Path(b).read_bytes())
-    with pytest.raises(KeyError):
-        tag_files(jobs2, ["no_such_tagger"], "x", processes=2)  # fails at once, no hung pool
+    rejects = [json.loads(x) for x in Path(str(dst) + ".rejects.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["reason"].split(" at ")[0].split(":")[0]) for r in rejects] == \
+        [(21, "not valid JSON"), (22, "missing field 'text'"), (23, "empty line")]
 
 
 def test_tagger_error_leaves_document_without_fields(tmp_path, monkeypatch):
@@ -546,6 +543,6 @@ def test_tagger_error_leaves_document_without_fields(tmp_path, monkeypatch):
     monkeypatch.setattr(CharLength, "predict", boom)
     src = tmp_path / "d.jsonl"
     src.write_text("\n".join(json.dumps({"id": i, "text": "t", "source": "s"}) for i in ("a", "bad", "c")) + "\n")
-    stats = tag_file(str(src), str(tmp_path / "o.jsonl"), ["char_length_v1"], "e")
+    stats = tag_file(src, tmp_path / "o.jsonl", ["char_length_v1"], "e")
     out = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert stats["tagger_errors"] == 1 and out[1]["attributes"] == {} and out[2]["attributes"]

@@ -1,7 +1,8 @@
 """Parity with the real dolma toolkit (v1.2.1), run from its own venv (.peer-venvs/dolma, built
 by scripts/setup_peer_dolma.sh).
 
-1. `dolma tag` (the CLI, 2 processes) and our `tag_file` on a copy of the bundled sample:
+1. `dolma tag` (the CLI, 2 processes) and `dolma-prep tag` (the CLI, on Ray: the tag stage that
+   `dolma-prep run` runs) on copies of the bundled sample:
    the attribute files of gopher_v1, c4_v1, pii_regex_with_counts_v2, cld2_en_doc_v2,
    whitespace_tokenizer_v1 and char_length_v1 must be identical, byte for byte.
 2. dolma's tagger classes (tests/fixtures/taggers/dolma_peer_tag.py, pointed at local models,
@@ -22,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from dolma_prep.taggers import registry
-from dolma_prep.taggers._runner import tag_file
 from dolma_prep.taggers.registry import Document
 
 pytestmark = pytest.mark.peer
@@ -58,8 +58,14 @@ def _explain(ours: str, theirs: str) -> str:
 
 
 def test_dolma_tag_and_ours_write_identical_attribute_files(peer, tmp_path):
-    data = tmp_path / "data"
+    from conftest import run_cli
+
+    data, ours_data = tmp_path / "data", tmp_path / "ours"
     shutil.copytree(SAMPLE, data / "documents")
+    shutil.copytree(SAMPLE, ours_data / "documents")
+    mine = run_cli("tag", "--documents", str(ours_data / "documents" / "*" / "*.jsonl.gz"), "--taggers",
+                   ",".join(CLI_TAGGERS), "--experiment", "parity", "--workers", "2", "-q")
+    assert mine.returncode == 0, mine.stdout + mine.stderr
     proc = subprocess.run(
         [str(peer / "bin" / "dolma"), "tag", "--documents", str(data / "documents" / "*" / "*.jsonl.gz"),
          "--taggers", *CLI_TAGGERS, "--experiment", "parity", "--processes", "2"],
@@ -72,8 +78,7 @@ def test_dolma_tag_and_ours_write_identical_attribute_files(peer, tmp_path):
     for src in files:
         rel = src.relative_to(data / "documents")
         theirs_path = data / "attributes" / "parity" / rel
-        ours_path = tmp_path / "ours" / rel
-        tag_file(str(src), str(ours_path), CLI_TAGGERS, "parity")
+        ours_path = ours_data / "attributes" / "parity" / rel
         theirs = gzip.decompress(theirs_path.read_bytes()).decode().splitlines()
         ours = gzip.decompress(ours_path.read_bytes()).decode().splitlines()
         assert len(ours) == len(theirs), rel

@@ -30,17 +30,11 @@ def dropped_path(ctx: dict, shard: Shard) -> str:
     return io.join(ctx["output"], "dropped", shard.rel)
 
 
-class Rejects:
-    """Collects bad records of one shard and writes them (with reasons) to
-    `<output>/rejects/<stage>/<rel>.jsonl` when there are any."""
+class FileRejects:
+    """Collects bad records and writes them (with reasons) to `path` when there are any."""
 
-    def __init__(self, ctx: dict, stage: str, shard: Shard):
-        base = shard.rel
-        for suf in (".gz", ".zst", ".zstd"):
-            base = base.removesuffix(suf)
-        self.path = io.join(ctx["output"], "rejects", stage, base)
-        if not self.path.endswith(".jsonl"):
-            self.path += ".jsonl"
+    def __init__(self, path: str):
+        self.path = path
         self.items: list[dict[str, Any]] = []
         self.reasons: dict[str, int] = {}
 
@@ -59,3 +53,14 @@ class Rejects:
     def stats(self) -> dict:
         return {"rejected": len(self.items), "reject_reasons": dict(sorted(self.reasons.items())),
                 "reject_examples": [f"{r['file']}:{r['line']}: {r['reason']}" for r in self.items[:5]]}
+
+
+class Rejects(FileRejects):
+    """The bad records of one shard of a run: `<output>/rejects/<stage>/<rel>.jsonl`."""
+
+    def __init__(self, ctx: dict, stage: str, shard: Shard):
+        base = shard.rel
+        for suf in (".gz", ".zst", ".zstd"):
+            base = base.removesuffix(suf)
+        path = io.join(ctx["output"], "rejects", stage, base)
+        super().__init__(path if path.endswith(".jsonl") else path + ".jsonl")

@@ -6,19 +6,18 @@ sampling thresholds (`pipeline/plan.py`). Written to `_work/count/<rel>.parquet`
 """
 from __future__ import annotations
 
-import os
-
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import io
+from .. import plan as plan_mod
 from ..runtime import Shard
+from ..steps import Step
 from .common import kept_path, mix_of
 from .tokenize import BLOCK, encode_block, load_tokenizer, unit_hash
 
 
 def count_path(ctx: dict, shard: Shard) -> str:
-    return os.path.join(ctx["work"], "count", shard.rel + ".parquet")
+    return io.join(ctx["work"], "count", shard.rel + ".parquet")
 
 
 def run_shard(shard: Shard, ctx: dict) -> dict:
@@ -44,8 +43,10 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
                 flush()
     if block:
         flush()
-    out = count_path(ctx, shard)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    pq.write_table(pa.table({"u": pa.array(us, pa.float64()), "tokens": pa.array(counts, pa.int64())}), out + ".tmp")
-    os.replace(out + ".tmp", out)
+    io.write_parquet(count_path(ctx, shard), pa.table({"u": pa.array(us, pa.float64()),
+                                                      "tokens": pa.array(counts, pa.int64())}))
     return {"documents_in": len(us), "tokens": int(sum(counts))}
+
+
+STEP = Step("count", reads="kept/", writes="_work/count/<rel>.parquet (u, tokens per document)",
+            counters=("documents_in", "tokens"), run_shard=run_shard, when=plan_mod.uses_targets)

@@ -15,6 +15,7 @@ from functools import lru_cache
 from .. import io
 from ..filters import FilterSet
 from ..runtime import Shard
+from ..steps import Step
 from .common import Rejects, attributes_path, dropped_path, kept_path, mix_of
 
 DOC_LEVEL_DEDUP = ("exact", "minhash", "decontaminate")
@@ -140,3 +141,7 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
         read = {"read_" + k: v for k, v in read_rejects.stats().items()}
     return {**read, "documents_in": n_in, "documents_kept": n_kept, "chars_in": chars_in, "chars_kept": chars_out,
             "dropped": dict(sorted(dropped.items())), **rejects.stats()}
+
+
+STEP = Step("select", reads="documents + attributes/", writes="kept/, dropped/",
+            counters=("documents_in", "documents_kept", "chars_in", "chars_kept", "rejected"), run_shard=run_shard)

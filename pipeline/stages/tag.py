@@ -15,8 +15,9 @@ from dolma_prep.taggers import registry
 from dolma_prep.taggers._runner import TaggerSet, attribute_line
 
 from .. import io
-from ..runtime import Shard
-from .common import Rejects, attributes_path, mix_of
+from ..runtime import Shard, run_tasks
+from ..steps import Step
+from .common import FileRejects, Rejects, attributes_path, mix_of
 
 BATCH = 256
 
@@ -101,22 +102,14 @@ def attributes_beside(doc_path: str, experiment: str) -> str:
 
 
 def _tag_one(doc_path: str, attr_path: str, specs: list, experiment: str, modules: list) -> dict:
+    """One file of `dolma-prep tag`: the same `tag_records` as a run's tag stage; bad records
+    go beside the attribute file (`<attr>.rejects.jsonl`)."""
     tagset = taggers_for(specs, experiment, modules)
-    rej_path = attr_path + ".rejects.jsonl"
-    rejects_items: list = []
-
-    class _R:  # rejects go beside the attribute file
-        def add(self, path, line, reason, raw=""):
-            rejects_items.append({"file": path, "line": line, "reason": reason, "raw": raw})
-
+    rejects = FileRejects(attr_path + ".rejects.jsonl")
     with io.AtomicWriter(attr_path) as w:
-        stats = tag_records(io.read_documents(doc_path), tagset, w, _R())
-    if rejects_items:
-        with io.AtomicWriter(rej_path) as w:
-            for it in rejects_items:
-                w.write_line(it)
-    stats["rejected"] = len(rejects_items)
-    stats["examples"] = [f"{r['file']}:{r['line']}: {r['reason']}" for r in rejects_items[:3]]
+        stats = tag_records(io.read_documents(doc_path), tagset, w, rejects)
+    rejects.commit()
+    stats.update(rejects.stats())
     return stats
 
 
@@ -124,22 +117,16 @@ def tag_documents(paths: list[str], specs: list[tuple[str, dict]], experiment: s
                   progress=None) -> dict:
     """`dolma-prep tag`: tag documents files in place (dolma layout), in parallel on Ray.
     A file whose attribute file already exists is skipped (outputs appear only by rename)."""
-    import ray
-
-    remote = ray.remote(num_cpus=1, max_retries=3)(_tag_one)
     todo = [(p, attributes_beside(p, experiment)) for p in paths]
     todo = [(p, a) for p, a in todo if not io.exists(a)]
-    task = progress.add_task("tag", total=len(paths), completed=len(paths) - len(todo), docs=0) if progress else None
-    pending = {remote.remote(p, a, list(specs), experiment, list(modules)): p for p, a in todo}
-    totals = {"files": len(paths), "skipped": len(paths) - len(todo), "documents": 0, "rejected": 0, "examples": []}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
-            pending.pop(ref)
-            st = ray.get(ref)
-            totals["documents"] += st["documents_in"]
-            totals["rejected"] += st["rejected"]
-            totals["examples"] += st["examples"]
-            if progress is not None:
-                progress.update(task, advance=1, docs=totals["documents"])
-    return totals
+    results = run_tasks("tag", _tag_one, [(p, a, list(specs), experiment, list(modules)) for p, a in todo],
+                        progress=progress)
+    return {"files": len(paths), "skipped": len(paths) - len(todo),
+            "documents": sum(r["documents_in"] for r in results), "rejected": sum(r["rejected"] for r in results),
+            "tagger_errors": sum(r["tagger_errors"] for r in results),
+            "examples": [e for r in results for e in r["reject_examples"]]}
+
+
+STEP = Step("tag", reads="documents", writes="attributes/<experiment>/",
+            counters=("lines", "documents_in", "rejected", "tagger_errors"), run_shard=run_shard,
+            when=lambda mix: bool(mix.taggers))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import io as _io
-import json
 import queue
 import threading
 from array import array
@@ -44,6 +43,7 @@ from tokenizers import Tokenizer
 from .. import io
 from ..io import InputError, Record
 from ..runtime import Shard
+from ..steps import Step
 from .common import Rejects, kept_path, mix_of
 
 BLOCK = 4096  # documents per shuffle block: bounds memory per task (with BLOCK_CHARS)
@@ -154,42 +154,6 @@ def encode_block(tok: Tokenizer, texts: list[str], eos: int | None, bos: int | N
 # reading
 
 
-def _parse(raw: bytes, path: str, line: int) -> Record:
-    """`io.parse_document`, with a fast path for the common well-formed line. The fast path
-    accepts exactly what parse_document accepts with the same result (stdlib json on the
-    strictly decoded line; a `\\uD...` escape, the only way a lone surrogate can arrive, is
-    left to parse_document's check); anything else goes to parse_document for its message."""
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-        if (type(doc) is dict and "source" in doc and type(doc["text"]) is str
-                and type(doc["id"]) in (str, int) and b"\\ud" not in raw and b"\\uD" not in raw):
-            return Record(path, line, doc=doc)
-    except Exception:  # noqa: BLE001 (whatever it is, parse_document names it)
-        pass
-    return io.parse_document(raw, path, line)
-
-
-def read_documents(path: str) -> Iterator[Record]:
-    """`io.read_documents` (same records, same reasons, duplicate ids rejected), faster for
-    JSONL; parquet files and Hugging Face dataset shards go through io.read_documents itself."""
-    if path.startswith(io.HF_PREFIX) or path.endswith(".parquet"):
-        yield from io.read_documents(path)
-        return
-    seen: set[str] = set()
-    for line, raw, err in io.iter_lines(path):
-        if err is not None:
-            yield Record(path, line, error=err, fatal=True)
-            return
-        rec = _parse(raw, path, line)
-        if rec.ok:
-            key = str(rec.doc["id"])
-            if key in seen:
-                rec = Record(path, line, error=f"duplicate id {key!r} within the file", raw=rec.raw)
-            else:
-                seen.add(key)
-        yield rec
-
-
 class _Block:
     """Up to BLOCK consecutive documents of one file: what the reader hands to the encoder."""
 
@@ -207,7 +171,7 @@ class _Block:
 
 def _blocks(path: str) -> Iterator[_Block]:
     block = _Block()
-    for rec in read_documents(path):
+    for rec in io.read_documents(path):
         if not rec.ok:
             block.bad.append(rec)
             continue
@@ -469,22 +433,26 @@ def run_command_shard(shard: Shard, ctx: dict) -> dict:
 
 def decode(npy_path: str, doc: int, tokenizer_path: str) -> tuple[dict, str]:
     """Row `doc` (0-based) of the index beside `npy_path` and its text, decoded."""
-    import gzip
-
     index = npy_path[: -len(".npy")] + ".csv.gz"
-    with gzip.open(index, "rt", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    with io.open_binary(index) as f:
+        rows = list(csv.reader(_io.TextIOWrapper(f, encoding="utf-8")))
     if not 0 <= doc < len(rows):
         raise InputError(f"{index} holds {len(rows)} documents; --doc {doc} is out of range")
     end_all = int(rows[-1][1])
     size = io.file_size(npy_path)
     if end_all == 0 or size % end_all:
         raise InputError(f"{npy_path}: {size} bytes do not match the {end_all} tokens of its index")
-    dtype = {2: np.uint16, 4: np.uint32}.get(size // end_all)
+    dtype = {2: np.dtype(np.uint16), 4: np.dtype(np.uint32)}.get(size // end_all)
     if dtype is None:
         raise InputError(f"{npy_path}: {size // end_all} bytes per token; expected 2 (uint16) or 4 (uint32)")
     start, end, doc_id, src, loc = rows[doc]
-    ids = np.memmap(npy_path, dtype=dtype, mode="r")[int(start):int(end)]
+    with io.open_random(npy_path) as f:  # only this document's bytes, on any storage
+        f.seek(int(start) * dtype.itemsize)
+        ids = np.frombuffer(f.read((int(end) - int(start)) * dtype.itemsize), dtype=dtype)
     text = load_tokenizer(tokenizer_path).decode(ids.tolist(), skip_special_tokens=False)
     return {"start": int(start), "end": int(end), "id": doc_id, "src": src, "loc": int(loc),
             "tokens": int(end) - int(start)}, text
+
+
+STEP = Step("tokenize", reads="kept/", writes="tokens/<source>/part-*.npy + .csv.gz",
+            counters=("documents_out", "tokens", "empty", "rejected"), run_shard=run_shard)

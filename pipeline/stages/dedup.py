@@ -1,0 +1,56 @@
+"""Dedup step: every configured dedup kind once over all shards (a global step: each kind
+shuffles across the whole corpus), writing one attribute file per shard that select reads.
+
+Each kind lives in `dedup/` and runs its rounds of tasks through the one task runtime, with
+its intermediate tables under the run's work folder (`_work/dedup/<kind>` under the output, or
+under --scratch): storage every node reaches. A kind that finished keeps a done marker
+(`_state/dedup/<kind>.json`, counts only) and is not run again on resume.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .. import io
+from ..runtime import read_marker, write_marker
+from ..steps import Step
+from .select import dedup_attribute
+
+KINDS = ("exact", "paragraphs", "minhash", "decontaminate")
+MODULES = {"exact": "exact", "paragraphs": "paragraphs", "minhash": "minhash", "decontaminate": "decontam"}
+
+
+def runner(kind: str):
+    """The entry function of a dedup kind: `run_<kind>(pairs, attribute, work_dir, **params)`."""
+    return getattr(importlib.import_module(f"dolma_prep.dedup.{MODULES[kind]}"), f"run_{kind}")
+
+
+def counts_only(stats: dict) -> dict:
+    """What a manifest keeps of a kind's statistics: counts, never timings or memory peaks
+    (they vary run to run)."""
+    return {k: v for k, v in stats.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+            and not any(w in k for w in ("seconds", "rss", "time", "memory", "peak"))}
+
+
+def run_dedup(mix, shards: list, ctx: dict, progress=None) -> dict[str, dict]:
+    results = {}
+    for kind in KINDS:
+        cfg = getattr(mix.dedup, kind)
+        if cfg is None:
+            continue
+        marker = read_marker(mix.output, "dedup", kind)
+        if marker is not None:
+            results[kind] = marker
+            continue
+        params: dict[str, Any] = dict(cfg) if isinstance(cfg, dict) else cfg.model_dump()
+        attribute = params.pop("attribute", dedup_attribute(kind, cfg))
+        pairs = [(s.path, io.join(mix.output, "attributes", attribute, s.rel)) for s in shards]
+        stats = counts_only(runner(kind)(pairs, attribute, io.join(ctx["work"], "dedup", kind), **params))
+        stats["attribute"] = attribute
+        write_marker(mix.output, "dedup", kind, stats)
+        results[kind] = stats
+    return results
+
+
+STEP = Step("dedup", reads="documents", writes="attributes/<dedup attribute>/", run_global=run_dedup,
+            when=lambda mix: any(getattr(mix.dedup, k) is not None for k in KINDS))
