@@ -33,7 +33,7 @@ def _key_of(doc: dict, key: str) -> str | None:
     return cur if isinstance(cur, str) else (None if cur is None else str(cur))
 
 
-def _map(shard_idx: int, doc_path: str, work_dir: str, key: str, partitions: int) -> int:
+def _map(shard_idx: int, doc_path: str, work_dir: str, key: str, partitions: int) -> dict:
     hashes, lines = [], []
     for line, doc in io.iter_documents(doc_path):
         if doc is None:
@@ -54,7 +54,7 @@ def _map(shard_idx: int, doc_path: str, work_dir: str, key: str, partitions: int
     return {"keys": len(lines)}
 
 
-def _reduce(p: int, work_dir: str, n_shards: int) -> int:
+def _reduce(p: int, work_dir: str, n_shards: int) -> dict:
     folder = io.join(work_dir, "keys", f"p{p:05d}")
     tables = [io.read_parquet(io.join(folder, f"s{i:06d}.parquet")) for i in range(n_shards)]
     t = pa.concat_tables(tables)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 an internal error (a bug: traceback shown); 2 a user error (bad mix
 file, missing input, unwritable output: a one-line message, no traceback); 3 the run finished
-but some input records were rejected (counted in the manifest, written under rejects/);
+but some input records were rejected (counted in the manifest, written under rejects/) or a
+tagger failed on some documents (counted per source in the manifest's steps.tag);
 4 `stats` found outputs that disagree with the manifest.
 """
 from __future__ import annotations
@@ -32,11 +33,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         render(compute(mix.output))
         print(f"finished in {manifest['_elapsed_s']:.1f}s; outputs in {mix.output}")
+    code = EXIT_OK
     if manifest["rejected"]:
         print(f"warning: {manifest['rejected']} bad input records were rejected; "
               f"reasons and lines are in {mix.output}/rejects/", file=sys.stderr)
-        return EXIT_REJECTS
-    return EXIT_OK
+        code = EXIT_REJECTS
+    tag = manifest.get("steps", {}).get("tag", {}).get("counters", {})
+    errors = sum(c.get("tagger_errors", 0) for c in tag.values())
+    tagged = sum(c.get("documents_in", 0) for c in tag.values())
+    if errors and errors > args.max_tagger_error_rate * tagged:
+        per = ", ".join(f"{s}: {c['tagger_errors']:,}" for s, c in tag.items() if c.get("tagger_errors"))
+        print(f"warning: taggers raised on {errors:,} of {tagged:,} documents ({per}); those documents lack the "
+              f"failing tagger's fields (details in the Ray worker logs; --max-tagger-error-rate tolerates a known "
+              f"rate)", file=sys.stderr)
+        code = EXIT_REJECTS
+    return code
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -279,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "(never from the mix file: mix files cannot load code)")
     r.add_argument("--scratch", help="folder or URL for intermediate tables (dedup shuffles, token counts); every "
                                      "node must reach it. Default: <output>/_work")
+    r.add_argument("--max-tagger-error-rate", type=float, default=0.0,
+                   help="fraction of documents a tagger may fail on before the run exits 3 (default 0: any failure)")
     r.add_argument("--force", action="store_true", help="discard an output folder holding a run of another config")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary table")
     r.set_defaults(fn=_cmd_run)

@@ -157,6 +157,7 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
         else:
             todo.append(i)
     docs = sum(int(r.get("documents_in", 0)) for r in results if r)
+    progress = progress or _PROGRESS
     bar = progress.add_task(name, total=len(calls), completed=len(calls) - len(todo), docs=docs) if progress else None
     remote = _remote(num_cpus)
     limit = max_in_flight or max(1, int(ray.cluster_resources().get("CPU", 1)) * 2)
@@ -212,10 +213,17 @@ def default_workers() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
+_PROGRESS: Progress | None = None  # the bars of the command now running; every run_tasks adds one
+
+
 def make_progress(enabled: bool = True) -> Progress:
-    return Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("shards"), TextColumn("{task.fields[docs]:>10,} docs"), TimeElapsedColumn(),
-                    disable=not enabled, transient=False)
+    """The progress display of a command: one bar per round of tasks (shard steps, dedup rounds,
+    connected-components iterations), tasks done / total, documents, elapsed time."""
+    global _PROGRESS
+    _PROGRESS = Progress(TextColumn("[bold]{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                         TextColumn("tasks"), TextColumn("{task.fields[docs]:>10,} docs"), TimeElapsedColumn(),
+                         disable=not enabled, transient=False)
+    return _PROGRESS
 
 
 def shard_dict(s: Shard) -> dict:

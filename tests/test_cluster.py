@@ -10,7 +10,7 @@
   would read from or write to the driver's disk, it cannot find there, and nothing it leaves on
   its own disk is seen by anyone else;
 - the mix runs every step of general.yaml: a fastText classifier tagger, exact + paragraph dedup
-  with span deletion, MinHash, decontamination, token targets (total_tokens with scale auto);
+  with span deletion, MinHash, decontamination, token targets per source;
 - the outputs must be byte-identical to a single-node local run of the same mix, and both nodes
   must have run shard tasks (their node ids are in the done markers);
 - a second run kills node B (its whole process group, started by this test; never `ray stop`,
@@ -40,15 +40,13 @@ moto_server = pytest.importorskip("moto.server")
 
 RAY = str(Path(sys.executable).parent / "ray")
 SECRET = "cluster-secret-9d3e"
-SOURCES = {"cc_en_head": "jsonl.gz", "wiki": "jsonl.zst", "flan": "parquet", "c4": "jsonl.gz", "reddit": "jsonl.gz",
+SOURCES = {"cc_en_head": "jsonl.gz", "cc_en_middle": "jsonl.gz", "cc_en_tail": "jsonl.gz", "wiki": "jsonl.zst", "flan": "parquet", "c4": "jsonl.gz", "reddit": "jsonl.gz",
            "stackexchange": "jsonl.gz"}
 EVAL = REPO / "tests" / "fixtures" / "dedup" / "eval"
 
 MIX = """name: cluster
 seed: 5
 experiment: cl
-total_tokens: 1.0e9
-scale: auto
 taggers:
   - char_length_v1
   - {name: cc_multi_bin, experiment: cc_multi_bin, options: {model_path: s3://bucket/models/quality.bin}}
@@ -60,19 +58,19 @@ dedup:
 tokenizer: {path: bundled, eos_token_id: 50279, pad_token_id: 1, dtype: auto}
 sources:
   - name: cc
-    documents: ["cc_en_head/*.jsonl.gz"]
-    tokens_available: 4.0e8
+    documents: ["cc_en_head/*.jsonl.gz", "cc_en_middle/*.jsonl.gz", "cc_en_tail/*.jsonl.gz"]
+    tokens: 20000            # token targets below what each source holds: sampling subsamples
     filters:
-      include: ["(.attributes.cc_multi_bin__cc_multi_bin__hq[0][-1]) > 0.01"]
+      include: ["(.attributes.cc_multi_bin__cc_multi_bin__hq[0][-1]) > 0.5"]
       exclude:
         - "((((.attributes.bff_duplicate_paragraph_spans // []) | map(.[2] * (.[1] - .[0])) | add) // 0) / ([(.text | length), 1] | max)) > 0.3"
     span_replacement:
       - {attribute: bff_duplicate_paragraph_spans, min_score: 0.5, replacement: ""}
-  - {name: wiki, documents: ["wiki/*.jsonl.zst"], tokens_available: 1.0e8}
-  - {name: flan, documents: ["flan/*.parquet"], tokens_available: 2.0e8}
-  - {name: c4, documents: ["c4/*.jsonl.gz"], tokens_available: 1.5e8}
-  - {name: reddit, documents: ["reddit/*.jsonl.gz"], tokens_available: 1.0e8}
-  - {name: stackexchange, documents: ["stackexchange/*.jsonl.gz"], tokens_available: 0.5e8}
+  - {name: wiki, documents: ["wiki/*.jsonl.zst"], tokens: 30000}
+  - {name: flan, documents: ["flan/*.parquet"], tokens: 800}
+  - {name: c4, documents: ["c4/*.jsonl.gz"], tokens: 20000}
+  - {name: reddit, documents: ["reddit/*.jsonl.gz"], tokens: 5000}
+  - {name: stackexchange, documents: ["stackexchange/*.jsonl.gz"], tokens: 25000}
 """
 
 
@@ -237,6 +235,7 @@ def single_node(s3_env, tmp_path_factory):
     assert manifest["dedup"]["decontaminate"]["contaminated_documents"] > 0
     assert manifest["sources"]["cc"]["stages"]["filtered"]["removed"] > 0
     assert manifest["sampling"]["mode"] == "tokens"
+    assert all(0 < src["sampling"]["threshold"] < 1 for src in manifest["sources"].values())
     assert {f["path"].split("/")[1] for f in manifest["outputs"]["tokens"]} == \
         {"cc", "wiki", "flan", "c4", "reddit", "stackexchange"}
     assert any(k.endswith(".jsonl.zst") for k in hashes) and any(".parquet" in k for k in hashes)
