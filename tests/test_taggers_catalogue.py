@@ -24,6 +24,29 @@ def test_new_taggers_are_registered():
     assert set(NEW) <= set(registry.available())
 
 
+def _names_in(markdown: str) -> set[str]:
+    """Backticked names in a markdown text, with `a_{x,y}_b` expanded."""
+    import itertools
+    import re
+
+    names = set()
+    for tok in re.findall(r"`([^`\s]+)`", markdown):
+        parts = re.split(r"\{([^}]*)\}", tok)  # literal, choices, literal, ...
+        options = [[p] if i % 2 == 0 else p.split(",") for i, p in enumerate(parts)]
+        names.update("".join(c) for c in itertools.product(*options))
+    return names
+
+
+def test_readmes_name_every_registered_tagger():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    documented = _names_in((repo / "taggers" / "README.md").read_text())
+    assert set(registry.available()) - documented == set()
+    top = _names_in((repo / "README.md").read_text())
+    assert set(NEW) <= top, set(NEW) - top  # the top README lists the catalogue added here
+
+
 # ------------------------------------------------------------------------------------- adblock
 RULES = """! comment ||comment.example^
 ||ads.example.com^
