@@ -96,6 +96,8 @@ def abp(tmp_path):
     ("http://x.org/banner/", False),
     ("http://comment.example/", False),              # `!` lines are comments
     ("", False),
+    ("http://a b/", False),                          # unparsable: dolma raises, we leave no field
+    ("localhost:8080/x", False),                     # urllib3 reads `localhost` as a scheme: dolma raises
 ])
 def test_adblock_rules(abp, url, blocked):
     assert _blocked(abp, url) is blocked
@@ -243,3 +245,31 @@ def test_jigsaw_sentence_scores_each_sentence_like_the_document_tagger(models):
     assert sent.predict(Document("d", "")) == {}
     reddit = [x for x in docs if x["source"] == "reddit"][:5]
     assert all(sent.predict(Document(x["id"], x["text"])) for x in reddit)
+
+
+@pytest.mark.slow
+def test_a_mix_file_runs_the_new_taggers_and_filters_on_them(tmp_path):
+    """From a mix file (list path relative to it), through tag and select on Ray."""
+    from conftest import run_cli
+
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "rules.txt").write_text("! wiki articles starting with Ac\n||en.wikipedia.org/wiki/ac\n")
+    mix = tmp_path / "abp.yaml"
+    mix.write_text(f"name: abp\ndata_root: {SAMPLE}\nexperiment: m\ntaggers:\n"
+                   "  - {name: oisd_small_abp_v1, options: {blocklist_path: lists/rules.txt}}\n"
+                   "  - {name: char_length_with_paragraphs_v1}\n"
+                   "filters:\n  exclude: ['.attributes.m__oisd_small_abp_v1__url']\n"
+                   "sources:\n  - {name: wiki, documents: ['wiki/*.jsonl.gz']}\n")
+    out = tmp_path / "out"
+    proc = run_cli("run", str(mix), "--output", str(out), "--workers", "1", "-q")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    docs = [d for p in sorted((SAMPLE / "wiki").glob("*.jsonl.gz")) for d in read_gz_jsonl(p)]
+    expected = {d["id"] for d in docs if d["metadata"]["url"].lower().startswith("https://en.wikipedia.org/wiki/ac")}
+    assert len(expected) == 3
+    dropped = {r["id"] for p in out.glob("dropped/*/*.jsonl.gz") for r in read_gz_jsonl(p)}
+    kept = {d["id"] for p in out.glob("kept/*/*.jsonl.gz") for d in read_gz_jsonl(p)}
+    assert dropped == expected and kept == {d["id"] for d in docs} - expected
+    attrs = [a for p in sorted(out.glob("attributes/m/wiki/*.jsonl.gz")) for a in read_gz_jsonl(p)]
+    assert len(attrs) == len(docs)
+    for a, d in zip(attrs, docs):
+        assert a["attributes"]["m__char_length_with_paragraphs_v1__document"] == [[0, len(d["text"]), len(d["text"])]]
