@@ -20,9 +20,10 @@ apply, `$~third-party` (first-party only) rules never do, type options such as `
 (there is no source domain). The URL's own scheme plays no part: `|https://` rules never
 match, `|http://` rules match https URLs too.
 
-Deviation: a URL that urllib3 or the engine cannot parse (e.g. a host with a space) or whose
-key urllib3 reads as having a scheme (`localhost:8080/x`) makes dolma raise, which stops its
-whole file; here such a document just gets no field.
+Deviations: a URL whose key urllib3 reads as having a scheme (`http://localhost:8080/x` gives
+`localhost:8080/x`) makes dolma's engine raise, which stops its whole file; here it is not
+blocked. A URL that urllib3 2 cannot parse (e.g. a host with a space; dolma's venv pins
+urllib3 1.26, which accepts some) gets no field, as with the other URL taggers.
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ class AdblockList(Tagger):
             return False
         try:
             parsed = _parse_url(key)
-            if parsed.scheme is not None:  # keys like `localhost:8080/x`: dolma's engine refuses them
+            if parsed.scheme is not None:  # keys like `localhost:8080/x`: dolma's engine raises on them
                 return False
             host = parsed.host or ""
             # dolma's engine (adblock 0.8) takes a request without a source page as third-party

@@ -96,8 +96,8 @@ def abp(tmp_path):
     ("http://x.org/banner/", False),
     ("http://comment.example/", False),              # `!` lines are comments
     ("", False),
-    ("http://a b/", False),                          # unparsable: dolma raises, we leave no field
-    ("localhost:8080/x", False),                     # urllib3 reads `localhost` as a scheme: dolma raises
+    ("http://a b/", False),                          # urllib3 2 cannot parse it: no field
+    ("http://localhost:8080/x", False),              # key `localhost:8080/x` reads as a scheme: dolma raises
 ])
 def test_adblock_rules(abp, url, blocked):
     assert _blocked(abp, url) is blocked

@@ -8,6 +8,9 @@ identical, byte for byte.
 (a --tagger_modules module) points it at the same local files we pass as options: tiny
 fastText models trained here from the sample, and the rule list below.
 
+A second test checks the documented deviations on dolma's own classes: where dolma raises (a
+URL key that reads as having a scheme, lone surrogates before Bling Fire) we still tag.
+
 Requires the peer venv (.peer-venvs/dolma, built by scripts/setup_peer_dolma.sh); skipped
 only when it is absent and DOLMA_PREP_REQUIRE_PEERS is unset.
 """
@@ -188,3 +191,39 @@ def test_dolma_tag_and_dolma_prep_tag_write_identical_attribute_files(peer, reso
 def _diff(ours: str, theirs: str) -> str:
     a, b = json.loads(ours)["attributes"], json.loads(theirs)["attributes"]
     return "; ".join(f"{k}: ours {a.get(k)} dolma {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))[:3000]
+
+
+def test_where_dolma_raises_we_tag(peer, resources, tmp_path):
+    """The documented deviations, on dolma's own tagger classes (tests/fixtures/taggers/dolma_peer_tag.py,
+    which records the exceptions that would stop `dolma tag`)."""
+    from dolma_prep.taggers import registry
+    from dolma_prep.taggers.registry import Document
+
+    d = resources
+    spec = {"oisd_small_abp_v1": {"blocklist_path": str(d / "rules.txt")},
+            "jigsaw_hatespeech_sentence_v2": {"model_path": str(d / "tox.bin")}}
+    docs = [{"id": "scheme-like-key", "text": "t. u.", "source": "x", "metadata": {"url": "http://localhost:8080/x"}},
+            {"id": "surrogate", "text": "A sentence. Another \ud800 one.", "source": "x", "metadata": {"url": ""}},
+            {"id": "fine", "text": "Fine. Text.", "source": "x", "metadata": {"url": "http://ads.example.com/"}}]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in docs))
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = subprocess.run([str(peer / "bin" / "python"), str(REPO / "tests" / "fixtures" / "taggers" / "dolma_peer_tag.py"),
+                           str(tmp_path / "docs.jsonl"), str(tmp_path / "peer.jsonl"), "x", str(tmp_path / "spec.json")],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "NLTK_DATA": "/nonexistent", "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = {r["id"]: r for r in map(json.loads, (tmp_path / "peer.jsonl").read_text().splitlines())}
+    assert [e.split(":")[0] for e in theirs["scheme-like-key"].get("errors", [])] == ["oisd_small_abp_v1"]
+    assert [e.split(":")[0] for e in theirs["surrogate"].get("errors", [])] == ["jigsaw_hatespeech_sentence_v2"]
+    assert "errors" not in theirs["fine"]
+    ours = {name: registry.get(name, **opts) for name, opts in spec.items()}
+    for x in docs:
+        doc = Document(x["id"], x["text"], x["source"], x["metadata"])
+        out = {k: v for name, t in ours.items() for k, v in registry.format_output("x", name, t.predict(doc)).items()}
+        if x["id"] == "scheme-like-key":
+            assert "x__oisd_small_abp_v1__url" not in out
+        if x["id"] == "surrogate":  # same sentence offsets as the text with U+FFFD
+            bounds = [s[:2] for s in out["x__jigsaw_hatespeech_sentence_v2____label__toxic"]]
+            assert bounds == [[0, 11], [12, len(x["text"])]]
+        if x["id"] == "fine":
+            assert out == theirs["fine"]["attributes"]
