@@ -182,7 +182,12 @@ def test_sentences_are_blingfire_character_offsets():
     spans = sentences(text)
     assert [text[s:e] for s, e in spans] == ["Hello there.", "How are you today?", "I'm fine.", "New line é ü."]
     assert sentences("") == []
-    assert [text[s:e] for s, e in sentences("Über Straße. Ça va? \ud800 x.")] != []  # a lone surrogate is no crash
+    # non-ASCII text: offsets count characters, not UTF-8 bytes
+    text = "Über die Straße gehen wir. Then we rest. Done."
+    assert [text[s:e] for s, e in sentences(text)] == ["Über die Straße gehen wir.", "Then we rest.", "Done."]
+    # a lone surrogate (dolma raises) is split like U+FFFD
+    text = "Über die Straße. Then \ud800 we rest."
+    assert sentences(text) == sentences(text.replace("\ud800", "\ufffd")) == [(0, 16), (17, len(text))]
 
 
 # ------------------------------------------------------------------- fastText (trained here)
