@@ -236,8 +236,10 @@ def load_mix(path: str, data_root: str | None = None, output: str | None = None)
         mix.tokenizer.path = _resolve(base, mix.tokenizer.path)
     for t in mix.taggers:  # model, tokenizer and list files resolve against the mix file too
         for k, v in list(t.options.items()):
-            if k.endswith("_path") and isinstance(v, str) and not is_remote(v) and not os.path.isabs(v):
-                t.options[k] = _resolve(base, v)
+            if k.endswith("_path") and isinstance(v, str):
+                t.options[k] = _resolve(base, v)  # URLs and absolute paths stay as they are
+            elif k.endswith("_path") and isinstance(v, list):  # several files (e.g. two Adblock lists)
+                t.options[k] = [_resolve(base, x) if isinstance(x, str) else x for x in v]
     for src in mix.sources:
         ds = src.dataset
         if ds is not None:

@@ -29,6 +29,14 @@ def test_valid_mix_resolves_paths_against_the_file(tmp_path):
     assert _load(tmp_path, BASE, data_root="/elsewhere").data_root == "/elsewhere"
 
 
+def test_tagger_file_options_resolve_against_the_file_lists_included(tmp_path):
+    mix = _load(tmp_path, BASE.replace("sources:", "taggers:\n  - {name: brave_core_abp_v1, options: {blocklist_path: "
+                                        "[lists/a.txt, /abs/b.txt, s3://bucket/c.txt]}}\n"
+                                        "  - {name: cc_multi_bin, options: {model_path: models/q.bin}}\nsources:"))
+    assert mix.taggers[0].options["blocklist_path"] == [str(tmp_path / "lists" / "a.txt"), "/abs/b.txt", "s3://bucket/c.txt"]
+    assert mix.taggers[1].options["model_path"] == str(tmp_path / "models" / "q.bin")
+
+
 def test_typo_key_is_named(tmp_path):
     with pytest.raises(InputError) as e:
         _load(tmp_path, BASE.replace("name: wiki,", "name: wiki, proprtion: 0.5,"))
