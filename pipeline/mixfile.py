@@ -34,6 +34,8 @@ class TaggerSpec(Strict):
     # attribute folder and key prefix; default: the mix's `experiment`. Dolma 1.7's filters
     # name e.g. `cc_multi_bin__cc_multi_bin__hq`: experiment cc_multi_bin, tagger cc_multi_bin
     experiment: str | None = None
+    # GPUs each tag task asks Ray for (e.g. 1 for hf_classifier_v1 on a GPU node; fractions share one)
+    num_gpus: float = Field(default=0.0, ge=0)
 
 
 class Filters(Strict):
@@ -171,8 +173,10 @@ class MixFile(Strict):
 
     def config_hash(self) -> str:
         """Hash of everything that decides the outputs: not where inputs are read from (the
-        same documents locally or on S3 give the same outputs) nor where outputs go."""
-        d = self.model_dump(mode="json", exclude={"output", "description", "data_root"})
+        same documents locally or on S3 give the same outputs) nor where outputs go, nor the
+        resources tasks ask for."""
+        d = self.model_dump(mode="json", exclude={"output": True, "description": True, "data_root": True,
+                                                  "taggers": {"__all__": {"num_gpus"}}})
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

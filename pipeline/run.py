@@ -142,7 +142,8 @@ def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None
             if not step.when(mix):
                 continue
             if step.run_shard is not None:
-                results[step.name] = map_shards(step.name, step.run_shard, shards, ctx, prog)
+                results[step.name] = map_shards(step.name, step.run_shard, shards, ctx, prog,
+                                                num_gpus=step.num_gpus(mix))
             else:
                 results[step.name] = step.run_global(mix, shards, ctx, prog)
     sweep_temporaries(mix.output)

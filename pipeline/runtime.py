@@ -124,7 +124,7 @@ MAX_RETRIES = 3
 
 def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple], *, kwargs: dict | None = None,
               state: str | None = None, keys: Sequence[str] | None = None, progress: Progress | None = None,
-              max_in_flight: int | None = None, num_cpus: float = 1) -> list[dict]:
+              max_in_flight: int | None = None, num_cpus: float = 1, num_gpus: float = 0) -> list[dict]:
     """The one way work runs: `fn(*call, **kwargs)` for each call as a Ray task; the results,
     in call order (never in completion order, so what a step computes cannot depend on
     scheduling).
@@ -159,7 +159,7 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
     docs = sum(int(r.get("documents_in", 0)) for r in results if r)
     progress = progress or _PROGRESS
     bar = progress.add_task(name, total=len(calls), completed=len(calls) - len(todo), docs=docs) if progress else None
-    remote = _remote(num_cpus)
+    remote = _remote(num_cpus, num_gpus)
     limit = max_in_flight or max(1, int(ray.cluster_resources().get("CPU", 1)) * 2)
     pending: dict[Any, int] = {}
     queue = list(todo)
@@ -178,24 +178,26 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
     return results  # type: ignore[return-value]
 
 
-_REMOTES: dict[float, Any] = {}
+_REMOTES: dict[tuple[float, float], Any] = {}
 
 
-def _remote(num_cpus: float):
+def _remote(num_cpus: float, num_gpus: float = 0):
     import ray
 
-    if num_cpus not in _REMOTES:
-        _REMOTES[num_cpus] = ray.remote(num_cpus=num_cpus, max_retries=MAX_RETRIES, retry_exceptions=list(RETRY_ON),
-                                        scheduling_strategy="SPREAD")(_call)
-    return _REMOTES[num_cpus]
+    key = (num_cpus, num_gpus)
+    if key not in _REMOTES:
+        _REMOTES[key] = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=MAX_RETRIES,
+                                   retry_exceptions=list(RETRY_ON), scheduling_strategy="SPREAD")(_call)
+    return _REMOTES[key]
 
 
 def map_shards(stage: str, fn: Callable[[Shard, dict], dict], shards: list[Shard], ctx: dict,
-               progress: Progress | None = None, max_in_flight: int | None = None) -> dict[str, dict]:
+               progress: Progress | None = None, max_in_flight: int | None = None,
+               num_gpus: float = 0) -> dict[str, dict]:
     """`fn(shard, ctx)` for every shard, with done markers under the run's output; the stats of
     all shards (fresh and resumed), keyed by shard key, in shard order."""
     res = run_tasks(stage, fn, [(s, ctx) for s in shards], state=ctx["output"], keys=[s.key for s in shards],
-                    progress=progress, max_in_flight=max_in_flight)
+                    progress=progress, max_in_flight=max_in_flight, num_gpus=num_gpus)
     return {s.key: r for s, r in zip(shards, res)}
 
 

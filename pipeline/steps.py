@@ -27,6 +27,7 @@ class Step:
     run_shard: Callable[[Any, dict], dict] | None = None
     run_global: Callable[[Any, list, dict, Any], dict] | None = None
     when: Callable[[Any], bool] = lambda mix: True  # noqa: E731 (does this mix need the step?)
+    num_gpus: Callable[[Any], float] = lambda mix: 0.0  # noqa: E731 (GPUs per shard task, from the mix)
 
     def __post_init__(self) -> None:
         if (self.run_shard is None) == (self.run_global is None):

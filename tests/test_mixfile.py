@@ -37,6 +37,17 @@ def test_tagger_file_options_resolve_against_the_file_lists_included(tmp_path):
     assert mix.taggers[1].options["model_path"] == str(tmp_path / "models" / "q.bin")
 
 
+def test_tagger_gpus_are_placement_not_config(tmp_path):
+    text = BASE.replace("sources:", "taggers:\n  - {name: char_length_v1, num_gpus: GPUS}\nsources:")
+    a, b = _load(tmp_path, text.replace("GPUS", "0")), _load(tmp_path, text.replace("GPUS", "0.5"))
+    assert b.taggers[0].num_gpus == 0.5 and a.config_hash() == b.config_hash()
+    with pytest.raises(InputError, match="num_gpus"):
+        _load(tmp_path, text.replace("GPUS", "-1"))
+    from dolma_prep.pipeline.stages import tag
+
+    assert tag.STEP.num_gpus(b) == 0.5 and tag.STEP.num_gpus(a) == 0
+
+
 def test_typo_key_is_named(tmp_path):
     with pytest.raises(InputError) as e:
         _load(tmp_path, BASE.replace("name: wiki,", "name: wiki, proprtion: 0.5,"))

@@ -129,4 +129,4 @@ def tag_documents(paths: list[str], specs: list[tuple[str, dict]], experiment: s
 
 STEP = Step("tag", reads="documents", writes="attributes/<experiment>/",
             counters=("lines", "documents_in", "rejected", "tagger_errors"), run_shard=run_shard,
-            when=lambda mix: bool(mix.taggers))
+            when=lambda mix: bool(mix.taggers), num_gpus=lambda mix: max((t.num_gpus for t in mix.taggers), default=0.0))
