@@ -4,6 +4,7 @@ import shutil
 from conftest import SAMPLE, read_gz_jsonl, run_cli, write_docs
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_tag_writes_aligned_attributes_beside_documents(tmp_path):
     docs_dir = tmp_path / "ds" / "documents" / "wiki"
     shutil.copytree(SAMPLE / "wiki", docs_dir)
@@ -35,6 +36,7 @@ def test_unknown_tagger_is_a_user_error(tmp_path):
     assert proc.returncode == 2 and "unknown tagger(s) nope_v9" in proc.stderr
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_user_tagger_module_from_the_command_line(tmp_path):
     module = tmp_path / "my_taggers.py"
     module.write_text(
@@ -57,6 +59,7 @@ def test_user_tagger_module_from_the_command_line(tmp_path):
         [float(sum(c in "aeiou" for c in d["text"])) for d in docs]
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_cli_output_is_byte_identical_to_the_parity_tested_runner(tmp_path):
     """`dolma-prep tag` writes through the same TaggerSet and line format as
     taggers._runner.tag_file, which tests/test_taggers_parity.py holds equal to `dolma tag`."""

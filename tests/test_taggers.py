@@ -391,6 +391,7 @@ def tiny_models(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow  # trains fastText models (tiny_models)
 def test_fasttext_taggers_fields(tiny_models):
     text = "Some text\nover two lines"
     tox = registry.get("jigsaw_hatespeech_document_v2", model_path=str(tiny_models / "tox.bin")).predict(doc(text))
@@ -435,6 +436,7 @@ BAD_TEXTS = {
 }
 
 
+@pytest.mark.slow  # trains fastText models (tiny_models)
 @pytest.mark.parametrize("kind", sorted(BAD_TEXTS))
 def test_bad_input_is_tagged(tiny_models, tmp_path, kind):
     text = BAD_TEXTS[kind]
@@ -451,6 +453,7 @@ def _ten_mb() -> str:
     return (base * (10_000_000 // len(base) + 1))[:10_000_000]
 
 
+@pytest.mark.slow  # trains fastText models (tiny_models)
 def test_ten_megabyte_text_is_tagged(tiny_models, tmp_path):
     text = _ten_mb()
     taggers = _all_taggers(tiny_models, tmp_path)
@@ -481,6 +484,7 @@ def test_format_score_matches_msgspec():
         '{"id":"x\u00e9","attributes":{"e__t__f":[[0,2,0.5]]},"source":"src"}'
 
 
+@pytest.mark.slow  # trains fastText models (tiny_models)
 def test_fast_writer_equals_format_output(tiny_models, tmp_path):
     # tag_file formats spans straight from the taggers; it must equal format_output + format_line
     from dolma_prep.taggers._runner import TaggerSet

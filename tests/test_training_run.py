@@ -116,6 +116,7 @@ def two_ranks(run_output, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow  # torchrun
 def test_two_processes_over_gloo(two_ranks, run_output, uninterrupted):
     metrics = [json.loads(line) for line in (two_ranks / "metrics.jsonl").read_text().splitlines()]
     losses = [m["loss"] for m in metrics]
@@ -140,6 +141,7 @@ def test_two_processes_over_gloo(two_ranks, run_output, uninterrupted):
     assert len(list(checkpoint.glob("*.distcp"))) == 2  # one shard file per rank
 
 
+@pytest.mark.slow  # torchrun
 def test_export_hf_from_two_rank_checkpoint_and_generate(two_ranks, tmp_path):
     transformers = pytest.importorskip("transformers")
     checkpoint = latest_checkpoint(two_ranks)
