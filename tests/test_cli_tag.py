@@ -1,6 +1,8 @@
 """`dolma-prep tag`: attribute files beside the documents, in dolma's layout, resumable."""
 import shutil
 
+import pytest
+
 from conftest import SAMPLE, read_gz_jsonl, run_cli, write_docs
 
 
