@@ -20,6 +20,9 @@ from dolma_prep.training.config import load_config
 from dolma_prep.training.data import global_indices, write_run_output
 from dolma_prep.training.train import Trainer, train
 
+# every test here trains the model (in process, ~30-100 s each on 2 cores) or launches torchrun
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "pipeline" / "resources" / "allenai_gpt-neox-olmo-dolma-v1_5.json"
 EOS = 50279
@@ -116,7 +119,6 @@ def two_ranks(run_output, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.slow  # torchrun
 def test_two_processes_over_gloo(two_ranks, run_output, uninterrupted):
     metrics = [json.loads(line) for line in (two_ranks / "metrics.jsonl").read_text().splitlines()]
     losses = [m["loss"] for m in metrics]
@@ -141,7 +143,6 @@ def test_two_processes_over_gloo(two_ranks, run_output, uninterrupted):
     assert len(list(checkpoint.glob("*.distcp"))) == 2  # one shard file per rank
 
 
-@pytest.mark.slow  # torchrun
 def test_export_hf_from_two_rank_checkpoint_and_generate(two_ranks, tmp_path):
     transformers = pytest.importorskip("transformers")
     checkpoint = latest_checkpoint(two_ranks)
