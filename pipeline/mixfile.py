@@ -6,11 +6,12 @@ Relative paths (`data_root`, `output`, model paths) resolve against the mix file
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -57,15 +58,106 @@ class SpanReplacement(Strict):
 
 
 class ExactDedup(Strict):
+    """Exact dedup (`dedup/exact.py` run_exact)."""
+
     attribute: str = "exact_duplicates"
     key: str = "text"  # "text" or a dotted field such as "metadata.url"
+    partitions: int | None = Field(default=None, ge=1)  # default: one per shard, at most 256
+
+
+class ParagraphsDedup(Strict):
+    """Paragraph n-gram dedup (`dedup/paragraphs.py` run_paragraphs; defaults: Dolma 1.7's
+    `dd_ngram` run). The defaults here must equal that module's DEFAULTS (tested)."""
+
+    attribute: str = "bff_duplicate_paragraph_spans"
+    ngram_length: int = Field(default=13, ge=1)
+    stride: int = Field(default=1, ge=1)
+    overlap_threshold: float = Field(default=0.5, ge=0, le=1)
+    threshold: float | None = Field(default=None, ge=0, le=1, description="alias of overlap_threshold")
+    skip_short_paragraphs: bool = False
+    paragraph_separator: str = "\n"
+    min_length: int = Field(default=0, ge=0)
+    min_words: int = Field(default=0, ge=0)
+    skip_empty: bool = True
+    expected_count: int | None = Field(default=None, ge=1, description="None: the exact number of keys")
+    false_positive_rate: float = Field(default=1e-6, gt=0, lt=1)
+    bloom_partitions: int = Field(default=8, ge=1, description="a power of two")
+    keep_work: bool = False
+
+    @field_validator("bloom_partitions")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"must be a power of two (1, 2, 4, 8 ...), got {v}")
+        return v
+
+
+class MinHashDedup(Strict):
+    """MinHash-LSH document dedup (`dedup/minhash.py` run_minhash); defaults equal that
+    module's DEFAULTS (tested)."""
+
+    attribute: str = "minhash_duplicates"
+    ngram: int = Field(default=5, ge=1)
+    num_perm: int | None = Field(default=None, ge=1, description="default bands * rows")
+    bands: int = Field(default=9, ge=1)
+    rows: int = Field(default=13, ge=1)
+    threshold: float = Field(default=0.8, ge=0, le=1)
+    verify: Literal["exact", "none"] = "exact"
+    seed: int = 1
+    hash_family: Literal["multiply_shift", "mersenne"] = "multiply_shift"
+    memory_budget_mb: int = Field(default=1024, ge=64)
+    partitions: int | None = Field(default=None, ge=1)
+    clusters_path: str | None = None
+    keep_work: bool = False
+
+    @model_validator(mode="after")
+    def _enough_permutations(self) -> "MinHashDedup":
+        if self.num_perm is not None and self.num_perm < self.bands * self.rows:
+            raise ValueError(f"num_perm={self.num_perm} < bands*rows={self.bands * self.rows}")
+        return self
+
+
+class DecontaminateDedup(Strict):
+    """Decontamination against evaluation sets (`dedup/decontam.py` run_decontaminate);
+    defaults equal that module's DEFAULTS (tested)."""
+
+    attribute: str = "decontamination_spans"
+    eval_sets: list[str] = Field(min_length=1, description="files, globs, folders or hf:NAME[:CONFIG][@SPLIT]")
+    ngram: int = Field(default=13, ge=1)
+    text_field: str = "text"
+    separator: str = "\n"
+    min_score: float | None = Field(default=None, ge=0, le=1)
+    threshold: float | None = Field(default=None, ge=0, le=1, description="alias of min_score")
+    keep_work: bool = False
+
+    @field_validator("eval_sets", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+
+DEDUP_OPTIONS: dict[str, type[Strict]] = {
+    "exact": ExactDedup, "paragraphs": ParagraphsDedup, "minhash": MinHashDedup, "decontaminate": DecontaminateDedup,
+}
 
 
 class DedupConfig(Strict):
     exact: ExactDedup | None = None
-    paragraphs: dict[str, Any] | None = None
-    minhash: dict[str, Any] | None = None
-    decontaminate: dict[str, Any] | None = None
+    paragraphs: ParagraphsDedup | None = None
+    minhash: MinHashDedup | None = None
+    decontaminate: DecontaminateDedup | None = None
+
+
+def dedup_options(kind: str, params: dict, where: str) -> dict:
+    """Validate `dolma-prep dedup KIND --params JSON` options with the mix file's models:
+    InputError naming `where`, the key and the known keys. Returns the options the user gave
+    (the `attribute` key is the command's own)."""
+    model = DEDUP_OPTIONS[kind]
+    try:
+        model.model_validate({**params})
+    except ValidationError as e:
+        raise InputError(_format_error(where, {}, e, root=model)) from None
+    return dict(params)
 
 
 class TokenizerConfig(Strict):
@@ -186,8 +278,33 @@ def _resolve(base_dir: str, path: str) -> str:
     return os.path.normpath(os.path.join(base_dir, path))
 
 
-def _format_error(path: str, raw: dict, err: ValidationError) -> str:
-    lines = [f"{path}: invalid mix file ({err.error_count()} error{'s' if err.error_count() > 1 else ''})"]
+def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the last key of `loc` (list indices skipped)."""
+    cls: Any = root
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        found = None
+        todo = [field.annotation]
+        while todo and found is None:
+            t = todo.pop()
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                found = t
+            else:
+                todo.extend(get_args(t))
+        if found is None:
+            return None
+        cls = found
+    return cls
+
+
+def _format_error(path: str, raw: dict, err: ValidationError, root: type[BaseModel] | None = None) -> str:
+    root = root or MixFile
+    lines = [f"{path}: invalid {'mix file' if root is MixFile else 'options'} "
+             f"({err.error_count()} error{'s' if err.error_count() > 1 else ''})"]
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"])
         # show source names instead of list indices where we can
@@ -200,10 +317,33 @@ def _format_error(path: str, raw: dict, err: ValidationError) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (typo?)"
+            model = _model_at(root, e["loc"])
+            if model is not None:
+                known = [k for k in model.model_fields]
+                close = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
+                msg += f"; did you mean {close[0]!r}?" if close else ""
+                msg += f" known keys: {', '.join(known)}"
         found = e.get("input")
         found_s = "" if isinstance(found, (dict, list)) else f"; found {found!r}"
+        if e["type"] == "extra_forbidden":
+            found_s = ""
         lines.append(f"  - {loc}: {msg}{found_s}")
     return "\n".join(lines)
+
+
+def _check_filters(path: str, mix: "MixFile", raw: dict) -> None:
+    """Compile every filter rule now, so that a rule that is not valid jq / JSONPath or that
+    reaches outside the document (see filters.py) stops the run before anything starts."""
+    from .filters import compile_expression
+
+    groups = [("filters", mix.filters)]
+    for i, src in enumerate(mix.sources):
+        if src.filters is not None:
+            groups.append((f"sources[{i}] ({src.name}).filters", src.filters))
+    for where, f in groups:
+        for kind in ("include", "exclude"):
+            for j, rule in enumerate(getattr(f, kind)):
+                compile_expression(rule, f"{path}: {where}.{kind}[{j}]")
 
 
 def load_mix(path: str, data_root: str | None = None, output: str | None = None) -> MixFile:
@@ -223,6 +363,7 @@ def load_mix(path: str, data_root: str | None = None, output: str | None = None)
         mix = MixFile.model_validate(raw)
     except ValidationError as e:
         raise InputError(_format_error(path, raw, e)) from None
+    _check_filters(path, mix, raw)
     base = os.path.dirname(os.path.abspath(path))
     if data_root:
         mix.data_root = data_root if is_remote(data_root) else os.path.abspath(data_root)
@@ -244,6 +385,9 @@ def load_mix(path: str, data_root: str | None = None, output: str | None = None)
                 t.options[k] = _resolve(base, v)  # URLs and absolute paths stay as they are
             elif k.endswith("_path") and isinstance(v, list):  # several files (e.g. two Adblock lists)
                 t.options[k] = [_resolve(base, x) if isinstance(x, str) else x for x in v]
+    dc = mix.dedup.decontaminate
+    if dc is not None:  # evaluation sets resolve against the mix file too (hf: names are not paths)
+        dc.eval_sets = [e if e.startswith("hf:") else _resolve(base, e) for e in dc.eval_sets]
     for src in mix.sources:
         ds = src.dataset
         if ds is not None:

@@ -55,3 +55,35 @@ def write_mix(path: Path, sources: list[str], extra: str = "", data_root: Path |
     lines += [f"  - {{name: {s}, documents: ['{s}/*.jsonl.gz']}}" for s in sources]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Required means required: with DOLMA_PREP_REQUIRE_PEERS=1 (what `make test` sets) a skip of
+# any kind (pytest.skip, skipif, importorskip, at collection or in a test) fails the run, with
+# the skip's reason. Without it, skips stay skips (e.g. on a machine without the peers).
+REQUIRE_PEERS = os.environ.get("DOLMA_PREP_REQUIRE_PEERS", "") not in ("", "0")
+
+
+def _skip_reason(rep) -> str:
+    lr = rep.longrepr
+    if isinstance(lr, tuple) and len(lr) == 3:
+        return f"{lr[2]} ({lr[0]}:{lr[1]})"
+    return str(lr)
+
+
+def _required(rep) -> None:
+    if REQUIRE_PEERS and rep.skipped and not hasattr(rep, "wasxfail"):
+        rep.outcome = "failed"
+        rep.longrepr = f"DOLMA_PREP_REQUIRE_PEERS=1 and this was skipped: {_skip_reason(rep)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _required(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _required(outcome.get_result())

@@ -12,6 +12,8 @@ import zstandard
 
 from conftest import SAMPLE, read_gz_jsonl, run_cli
 
+pytestmark = pytest.mark.slow  # one pipeline run on a local Ray, then reruns
+
 GOOD = [{"id": f"g{i}", "source": "x", "text": f"A perfectly fine document number {i}, long enough to keep."} for i in range(3)]
 
 

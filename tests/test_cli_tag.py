@@ -1,9 +1,12 @@
 """`dolma-prep tag`: attribute files beside the documents, in dolma's layout, resumable."""
 import shutil
 
+import pytest
+
 from conftest import SAMPLE, read_gz_jsonl, run_cli, write_docs
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_tag_writes_aligned_attributes_beside_documents(tmp_path):
     docs_dir = tmp_path / "ds" / "documents" / "wiki"
     shutil.copytree(SAMPLE / "wiki", docs_dir)
@@ -35,6 +38,7 @@ def test_unknown_tagger_is_a_user_error(tmp_path):
     assert proc.returncode == 2 and "unknown tagger(s) nope_v9" in proc.stderr
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_user_tagger_module_from_the_command_line(tmp_path):
     module = tmp_path / "my_taggers.py"
     module.write_text(

@@ -10,19 +10,21 @@ import json
 import os
 import random
 import re
+import unicodedata
 from collections import defaultdict
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import regex
 
 ray = pytest.importorskip("ray")
 
 from dolma_prep.dedup import components  # noqa: E402
 from dolma_prep.dedup.decontam import run_decontaminate  # noqa: E402
 from dolma_prep.dedup.minhash import run_minhash  # noqa: E402
-from dolma_prep.dedup.paragraphs import _paragraph_spans, run_paragraphs  # noqa: E402
-from dolma_prep.dedup.text import WHITE_SPACE, dolma_tokens, normalized_words  # noqa: E402
+from dolma_prep.dedup.paragraphs import run_paragraphs  # noqa: E402
+from dolma_prep.dedup.text import normalized_words  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_DOCS = sorted(glob.glob(os.path.join(ROOT, "sample", "documents", "*", "000[01].jsonl.gz")))
@@ -82,18 +84,43 @@ def file_bytes(shards):
 # ----------------------------------------------------------------------------- paragraphs
 
 
+_UAX29_BOUNDARY = regex.compile(r"\b", flags=regex.WORD | regex.V1)
+_BLANK = regex.compile(r"\p{White_Space}*")
+
+
+def _dolma_paragraphs(text):
+    """dolma 1.2.1 deduper.rs: paragraphs split on "\n"; the end offset steps over the
+    separator while it is below the text's UTF-8 byte length minus one (its quirk: a char
+    offset compared with a byte length)."""
+    byte_length = len(text.encode("utf-8", "surrogatepass"))
+    offset = 0
+    for p in text.split("\n"):
+        start = offset
+        offset += len(p)
+        if offset < byte_length - 1:
+            offset += 1
+        yield start, offset, p
+
+
+def _uax29_tokens(p):
+    """wimbd's tokenize: UAX #29 word-boundary segments that are not only white space (the
+    full rules through `regex`, not the implementation's ASCII shortcut)."""
+    return [t for t in _UAX29_BOUNDARY.split(p) if t and not _BLANK.fullmatch(t)]
+
+
 def reference_paragraph_dedup(doc_paths, ngram=13, threshold=0.5):
-    """A plain-Python port of dolma 1.2.1's paragraph loop with an exact set (no Bloom FP)."""
+    """dolma 1.2.1's paragraph loop written from scratch in plain Python, with an exact set
+    instead of the Bloom filter (no false positives) and none of the implementation's helpers."""
     seen = set()
     result = []
     for path in doc_paths:
         for obj in read_texts(path):
             text = obj["text"]
             spans = []
-            for start, end, p in (_paragraph_spans(text, "\n") if text else []):
-                if not p.strip(WHITE_SPACE):
+            for start, end, p in (_dolma_paragraphs(text) if text else []):
+                if _BLANK.fullmatch(p):
                     continue
-                toks = dolma_tokens(p)
+                toks = _uax29_tokens(p)
                 count = dup = 0
                 for i in range(len(toks) - ngram + 1):
                     key = ("g",) + tuple(toks[i : i + ngram])
@@ -349,21 +376,79 @@ def test_minhash_default_bands_s_curve(planted):
 # ----------------------------------------------------------------------------- decontamination
 
 
+def _plain_words(text):
+    """Lower case, every Unicode punctuation character (category P*) a space, split on white
+    space: written here from the documented rule, without the implementation's helpers."""
+    return "".join(" " if unicodedata.category(c).startswith("P") else c for c in text.lower()).split()
+
+
+def _strings(v):
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, dict):
+        return [s for x in v.values() for s in _strings(x)]
+    if isinstance(v, list):
+        return [s for x in v for s in _strings(x)]
+    return []
+
+
+def brute_force_decontamination(doc_paths, eval_paths, n=13):
+    """Exact n-gram overlap with Python tuples (no hashing, no prefilter): per document, the
+    tasks it shares an n-gram with and one [start, end, covered/words] span per "\n"-paragraph
+    holding a covered word."""
+    task_grams = defaultdict(set)
+    for path in eval_paths:
+        for obj in read_texts(path):
+            text = obj["text"] if isinstance(obj.get("text"), str) else "\n".join(_strings(obj))
+            w = _plain_words(text)
+            task_grams[os.path.basename(path).split(".")[0]].update(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+    result = []
+    for path in doc_paths:
+        for obj in read_texts(path):
+            text = obj["text"]
+            paragraphs, pos = [], 0
+            for part in text.split("\n"):
+                end = min(len(text), pos + len(part) + 1)
+                paragraphs.append((pos, end, _plain_words(part)))
+                pos = end
+            words = [(w, k) for k, (_, _, ws) in enumerate(paragraphs) for w in ws]
+            covered, tasks = set(), set()
+            for i in range(len(words) - n + 1):
+                gram = tuple(w for w, _ in words[i : i + n])
+                hit = {t for t, grams in task_grams.items() if gram in grams}
+                if hit:
+                    tasks |= hit
+                    covered.update(range(i, i + n))
+            per_par = defaultdict(int)
+            for i in covered:
+                per_par[words[i][1]] += 1
+            spans = [[paragraphs[k][0], paragraphs[k][1], round(c / len(paragraphs[k][2]), 5)]
+                     for k, c in sorted(per_par.items())]
+            result.append((obj, spans, tasks))
+    return result
+
+
 def test_decontaminate_bundled_sample_with_bundled_eval_sets(tmp_path):
     shards = shards_for(SAMPLE_DOCS, str(tmp_path / "attrs"))
+    eval_paths = sorted(glob.glob(os.path.join(FIXTURES, "eval", "*.jsonl.gz")))
     stats = run_decontaminate(
         shards, "decontam", str(tmp_path / "work"), eval_sets=[os.path.join(FIXTURES, "eval", "*.jsonl.gz")]
     )
-    assert stats["documents_per_task"] == {"arc_challenge": 34, "arc_easy": 31, "boolq": 30}
+    expected = brute_force_decontamination([d for d, _ in shards], eval_paths)
+    per_task = defaultdict(int)
     by_source = defaultdict(int)
-    for d, o in shards:
-        for obj, (aid, spans) in zip(read_texts(d), read_attr(o, "decontam")):
-            assert obj["id"] == aid
-            if spans:
-                by_source[obj["source"]] += 1
-                for s, e, v in spans:
-                    assert 0 <= s <= e <= len(obj["text"]) + 1 and 0 < v <= 1
-    assert dict(by_source) == {"flan": 95}  # of 120 flan prompts; the others are under 13 words
+    for _, spans, tasks in expected:
+        for t in tasks:
+            per_task[t] += 1
+        if spans:
+            by_source[_["source"]] += 1
+    assert sum(by_source.values()) > 50 and len(per_task) == 3  # the fixture does contaminate the sample
+    assert stats["documents_per_task"] == dict(per_task)
+    got = [(obj, spans) for (d, o) in shards for obj, (_, spans) in zip(read_texts(d), read_attr(o, "decontam"))]
+    assert [o["id"] for o, _ in got] == [o["id"] for o, _, _ in expected]
+    assert [s for _, s in got] == [s for _, s, _ in expected]
+    assert stats["contaminated_documents"] == sum(by_source.values())
+    assert set(by_source) == {"flan"}  # only the flan prompts hold evaluation items
 
 
 def test_decontaminate_span_scores(tmp_path):

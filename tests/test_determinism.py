@@ -1,6 +1,10 @@
 """Same input, config and seed give byte-identical outputs at any worker count, run after run."""
+import pytest
+
 from conftest import run_cli, write_mix
 from test_crash import tree_hashes
+
+pytestmark = pytest.mark.slow  # pipeline runs on a local Ray
 
 
 def test_byte_identical_at_1_and_2_workers_and_across_runs(tmp_path):

@@ -10,6 +10,8 @@ from tokenizers import Tokenizer
 
 from conftest import REPO, TOKENIZER, read_gz_jsonl, run_cli, write_docs, write_mix
 
+pytestmark = pytest.mark.slow  # pipeline runs on a local Ray
+
 EOS = 50279
 
 

@@ -1,5 +1,6 @@
 """Mix-file validation: precise errors naming the field and the value; never runs code."""
 import os
+import re
 
 import pytest
 
@@ -124,3 +125,88 @@ def test_hostile_filters_are_data(tmp_path):
         from dolma_prep.pipeline.filters import compile_expression
 
         compile_expression("__import__('os').system('touch /tmp/x')")
+
+
+# ---------------------------------------------------------------------------------------------
+# dedup options: typed, unknown keys named with the known ones, defaults equal the algorithms'
+
+
+def test_dedup_option_typo_is_named_with_the_fix(tmp_path):
+    for kind, typo, fix in [("paragraphs", "ngram_lenght", "ngram_length"), ("minhash", "band", "bands"),
+                            ("decontaminate", "evalsets", "eval_sets"), ("exact", "keys", "key")]:
+        extra = "{eval_sets: [x.jsonl]," if kind == "decontaminate" else "{"
+        with pytest.raises(InputError) as e:
+            _load(tmp_path, BASE + f"dedup:\n  {kind}: {extra} {typo}: 1}}\n")
+        msg = str(e.value)
+        assert str(tmp_path / "mix.yaml") in msg and f"dedup.{kind}.{typo}: unknown key" in msg, msg
+        assert f"did you mean {fix!r}?" in msg and "known keys: attribute," in msg, msg
+
+
+@pytest.mark.parametrize("kind,body,field", [
+    ("paragraphs", "{ngram_length: zero}", "dedup.paragraphs.ngram_length"),
+    ("paragraphs", "{bloom_partitions: 6}", "power of two"),
+    ("paragraphs", "{overlap_threshold: 1.5}", "dedup.paragraphs.overlap_threshold"),
+    ("minhash", "{verify: maybe}", "dedup.minhash.verify"),
+    ("minhash", "{hash_family: md5}", "dedup.minhash.hash_family"),
+    ("minhash", "{bands: 20, rows: 6, num_perm: 100}", "num_perm=100 < bands*rows=120"),
+    ("decontaminate", "{ngram: 13}", "dedup.decontaminate.eval_sets"),  # required
+])
+def test_dedup_option_values_are_checked(tmp_path, kind, body, field):
+    with pytest.raises(InputError, match=re.escape(field)):
+        _load(tmp_path, BASE + f"dedup:\n  {kind}: {body}\n")
+
+
+def test_dedup_model_defaults_equal_the_algorithms_defaults():
+    from dolma_prep.dedup import decontam, minhash, paragraphs
+    from dolma_prep.pipeline.mixfile import DecontaminateDedup, MinHashDedup, ParagraphsDedup
+
+    for model, module, extra in [(ParagraphsDedup, paragraphs, {}), (MinHashDedup, minhash, {}),
+                                 (DecontaminateDedup, decontam, {"eval_sets": ["x"]})]:
+        dumped = model(**extra).model_dump()
+        own = {"attribute", "keep_work", "threshold"} - set(module.DEFAULTS)  # keyword arguments of run_*
+        assert set(dumped) - own == set(module.DEFAULTS), model
+        for k, v in module.DEFAULTS.items():
+            if k not in extra:
+                assert dumped[k] == v, (model, k)
+
+
+def test_dedup_options_reach_the_algorithm_unchanged(tmp_path):
+    """What run.py hands to run_<kind> (model_dump minus attribute) is accepted by it."""
+    import inspect
+
+    from dolma_prep.dedup import decontam, exact, minhash, paragraphs
+
+    mix = _load(tmp_path, BASE + "dedup:\n  exact: {}\n  paragraphs: {ngram_length: 7}\n  minhash: {bands: 14, rows: 8}\n"
+                "  decontaminate: {eval_sets: [evals/*.jsonl.gz, 'hf:allenai/ai2_arc:ARC-Easy']}\n")
+    assert mix.dedup.paragraphs.ngram_length == 7 and mix.dedup.minhash.rows == 8
+    # eval sets resolve against the mix file; hub names stay names
+    assert mix.dedup.decontaminate.eval_sets == [str(tmp_path / "evals" / "*.jsonl.gz"), "hf:allenai/ai2_arc:ARC-Easy"]
+    for kind, module in [("exact", exact), ("paragraphs", paragraphs), ("minhash", minhash), ("decontaminate", decontam)]:
+        params = getattr(mix.dedup, kind).model_dump()
+        params.pop("attribute")
+        sig = inspect.signature(getattr(module, f"run_{kind}"))
+        accepted = set(sig.parameters)
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+            accepted |= set(module.DEFAULTS)  # run_* refuses other **params with a TypeError
+        assert set(params) <= accepted, (kind, set(params) - accepted)
+
+
+def test_cli_dedup_params_use_the_same_models():
+    from dolma_prep.pipeline.mixfile import dedup_options
+
+    assert dedup_options("minhash", {"bands": 14, "rows": 8}, "--params") == {"bands": 14, "rows": 8}
+    with pytest.raises(InputError, match=r"--params: invalid options.*\n  - bandz: unknown key.*'bands'"):
+        dedup_options("minhash", {"bandz": 14}, "--params")
+
+
+def test_general_mix_loads_with_typed_paragraph_options():
+    mix = load_mix(os.path.join(MIXES, "general.yaml"))
+    p = mix.dedup.paragraphs
+    assert (p.attribute, p.ngram_length, p.overlap_threshold) == ("bff_duplicate_paragraph_spans", 13, 0.5)
+    assert mix.dedup.minhash is None and mix.dedup.exact.key == "text"
+
+
+def test_hostile_filter_in_a_mix_is_refused_at_load(tmp_path):
+    with pytest.raises(InputError) as e:
+        _load(tmp_path, BASE + "filters: {exclude: ['env.AWS_SECRET_ACCESS_KEY | startswith(\"Z\")']}\n")
+    assert f"{tmp_path / 'mix.yaml'}: filters.exclude[0]" in str(e.value) and "reads the environment" in str(e.value)

@@ -41,6 +41,7 @@ def test_anneal_plan_reproduces_the_pool_shares():
     assert sum(s["planned_tokens"] for s in plan["sources"].values()) == pytest.approx(50e9, rel=1e-12)
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_anneal_run_meets_the_scaled_plan_within_one_document(tmp_path):
     import polars as pl
 
@@ -61,6 +62,7 @@ def test_anneal_run_meets_the_scaled_plan_within_one_document(tmp_path):
                for n in ANNEAL) < 0.5
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_proportions_repeat_and_halve_deterministically(tmp_path):
     extra = ""
     mix = write_mix(tmp_path / "p.yaml", [], extra)
@@ -83,6 +85,7 @@ def test_proportions_repeat_and_halve_deterministically(tmp_path):
     assert (out1 / "manifest.json").read_bytes() == (out2 / "manifest.json").read_bytes()
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_run_writes_an_olmo_data_section(tmp_path):
     import yaml
 
@@ -95,6 +98,7 @@ def test_run_writes_an_olmo_data_section(tmp_path):
     assert section["data"]["memmap_dtype"] == "uint16" and section["tokenizer"]["eos_token_id"] == 50279
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_plan_measure_counts_the_data(tmp_path):
     from tokenizers import Tokenizer
 

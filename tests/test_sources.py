@@ -3,9 +3,12 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from conftest import SAMPLE, read_gz_jsonl, run_cli
 from test_crash import tree_hashes
+
+pytestmark = pytest.mark.slow  # pipeline runs on a local Ray
 
 
 def test_parquet_source_equals_jsonl_source(tmp_path):

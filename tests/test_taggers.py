@@ -393,6 +393,7 @@ def tiny_models(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow  # trains fastText models (tiny_models)
 def test_fasttext_taggers_fields(tiny_models):
     text = "Some text\nover two lines"
     tox = registry.get("jigsaw_hatespeech_document_v2", model_path=str(tiny_models / "tox.bin")).predict(doc(text))
@@ -437,6 +438,7 @@ BAD_TEXTS = {
 }
 
 
+@pytest.mark.slow  # trains fastText models (tiny_models)
 @pytest.mark.parametrize("kind", sorted(BAD_TEXTS))
 def test_bad_input_is_tagged(tiny_models, tmp_path, kind):
     text = BAD_TEXTS[kind]
@@ -453,6 +455,7 @@ def _ten_mb() -> str:
     return (base * (10_000_000 // len(base) + 1))[:10_000_000]
 
 
+@pytest.mark.slow  # trains fastText models (tiny_models)
 def test_ten_megabyte_text_is_tagged(tiny_models, tmp_path):
     text = _ten_mb()
     taggers = _all_taggers(tiny_models, tmp_path)
@@ -488,6 +491,7 @@ def tag_file(src, dst, names, experiment, options=None) -> dict:
     return _tag_one(str(src), str(dst), [(n, (options or {}).get(n, {})) for n in names], experiment, [])
 
 
+@pytest.mark.slow  # trains fastText models (tiny_models)
 def test_fast_writer_equals_format_output(tiny_models, tmp_path):
     # the tag stage formats spans straight from the taggers; it must equal format_output + format_line
     from dolma_prep.taggers._runner import TaggerSet

@@ -40,6 +40,7 @@ def trained(tmp_path_factory):
     return d, card
 
 
+@pytest.mark.slow  # trains fastText
 def test_model_separates_held_out_documents(trained, capsys):
     d, card = trained
     m = card["metrics"]
@@ -55,6 +56,7 @@ def test_model_separates_held_out_documents(trained, capsys):
     assert saved["train_lines_per_label"]["hq"] == saved["train_lines_per_label"]["lq"]  # balanced
 
 
+@pytest.mark.slow  # trains fastText
 def test_model_works_as_the_cc_multi_bin_tagger(trained):
     d, card = trained
     tagger = registry.get("cc_multi_bin", model_path=str(d / "model.bin"))
@@ -65,6 +67,7 @@ def test_model_works_as_the_cc_multi_bin_tagger(trained):
     assert (s, e) == (0, len(wiki["text"])) and 0 <= hq <= 1.0001
 
 
+@pytest.mark.slow  # trains fastText
 def test_training_is_reproducible_and_stable_across_seeds(trained, tmp_path):
     d, card = trained
     again = train_classifier(str(write_config(tmp_path / "q.yaml", out="again.bin")), quiet=True)
@@ -75,6 +78,7 @@ def test_training_is_reproducible_and_stable_across_seeds(trained, tmp_path):
         assert c["metrics"]["auc"] >= 0.8 and c["metrics"]["accuracy"] >= 0.75, (seed, c["metrics"])
 
 
+@pytest.mark.slow  # trains fastText
 def test_default_settings_train_without_nan(tmp_path):
     # the defaults (dim 32, lr 0.5, softmax, word bigrams) on full-length documents, two seeds
     for seed in (11, 12):
@@ -87,6 +91,7 @@ def test_default_settings_train_without_nan(tmp_path):
         assert c["metrics"]["auc"] >= 0.8
 
 
+@pytest.mark.slow  # trains fastText
 def test_nan_is_retried_with_a_smaller_learning_rate(tmp_path, monkeypatch):
     from dolma_prep.taggers import train_classifier as tc
 
@@ -104,6 +109,7 @@ def test_nan_is_retried_with_a_smaller_learning_rate(tmp_path, monkeypatch):
     assert calls == [0.8, 0.4] and c["fasttext"]["lr"] == 0.4 and c["fasttext"]["nan_retries"][0]["lr"] == 0.8
 
 
+@pytest.mark.slow  # trains fastText
 def test_many_trainings_in_one_process_never_hit_nan(tmp_path):
     # before training moved to a fresh interpreter, about half of these seeds stopped with
     # "Encountered NaN" once the process had freed and reused memory (fastText leaves part of
@@ -119,6 +125,7 @@ def test_many_trainings_in_one_process_never_hit_nan(tmp_path):
         assert settings["nan_retries"] == []
 
 
+@pytest.mark.slow  # trains fastText
 def test_report_is_printed(tmp_path, capsys):
     train_classifier(str(write_config(tmp_path / "p.yaml", epoch=3)))
     out = capsys.readouterr().out

@@ -31,6 +31,7 @@ def test_dtype_choice():
         choose_dtype(70000, "uint16")
 
 
+@pytest.mark.slow  # the tokenize CLI starts a local Ray
 def test_format_bos_eos_empty_and_rolling(tmp_path):
     docs = [{"id": f"d{i}", "source": "s", "text": f"  Document number {i} says hello.  "} for i in range(30)]
     docs.append({"id": "empty", "source": "s", "text": "   \n "})
@@ -58,6 +59,7 @@ def test_format_bos_eos_empty_and_rolling(tmp_path):
     assert seen == {f"d{i}" for i in range(30)}
 
 
+@pytest.mark.slow  # the tokenize CLI starts a local Ray
 def test_uint32_vocabulary_is_detected_and_uint16_refused(tmp_path):
     vocab = {f"w{i}": i for i in range(70000)}
     vocab["[UNK]"] = 70000
@@ -74,6 +76,7 @@ def test_uint32_vocabulary_is_detected_and_uint16_refused(tmp_path):
     assert np.fromfile(tmp_path / "o" / "part-0-00000.npy", dtype=np.uint32).tolist() == [69999, 1, 0]
 
 
+@pytest.mark.slow  # the tokenize CLI starts a local Ray
 def test_bad_records_are_counted_and_the_rest_written(tmp_path):
     src = write_docs(tmp_path / "a.jsonl.gz", [{"id": "ok", "source": "s", "text": "fine"}],
                      raw_lines=[b'{"id": "sur", "source": "s", "text": "a\\udc00b"}\n',
@@ -85,6 +88,7 @@ def test_bad_records_are_counted_and_the_rest_written(tmp_path):
     assert sorted(r[2] for r in rows) == ["nul", "ok"]
 
 
+@pytest.mark.slow  # the tokenize CLI starts a local Ray
 def test_decode_round_trips_every_source(tmp_path):
     tok = Tokenizer.from_file(str(TOKENIZER))
     files = sorted(SAMPLE.glob("*/0000.jsonl.gz"))

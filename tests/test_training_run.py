@@ -20,6 +20,9 @@ from dolma_prep.training.config import load_config
 from dolma_prep.training.data import global_indices, write_run_output
 from dolma_prep.training.train import Trainer, train
 
+# every test here trains the model (in process, ~30-100 s each on 2 cores) or launches torchrun
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "pipeline" / "resources" / "allenai_gpt-neox-olmo-dolma-v1_5.json"
 EOS = 50279
