@@ -28,6 +28,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             mix.scale = "auto" if args.scale == "auto" else float(args.scale)
         except ValueError:
             raise InputError(f"--scale must be a number or 'auto', got {args.scale!r}") from None
+    from .preflight import preflight
+
+    preflight(mix, args.mix)  # models, lists, tokenizer, eval sets, globs, output: before Ray starts
     manifest = run(mix, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet, force=args.force,
                    tagger_modules=args.tagger_modules or [], scratch=args.scratch)
     if not args.quiet:
@@ -191,16 +194,17 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
         params["eval_sets"] = args.eval_sets
     if args.kind == "decontaminate" and "eval_sets" not in params:
         raise InputError("dedup decontaminate needs --eval-sets FILE_OR_GLOB...")
-    dataset_root = pairs[0][0][: pairs[0][0].rfind("/documents/")]
+    from .mixfile import dedup_options
+
+    params = dedup_options(args.kind, params, "--params")  # unknown keys and bad values named, exit 2
+    first = pairs[0][0]
+    dataset_root = first[: first.rfind("/documents/")] if "/documents/" in first else "."
     work = args.work_dir or io.join(dataset_root, "_work", "dedup", args.attribute)
     init_ray(args.workers, args.ray_address)
     from .stages.dedup import runner
 
     fn = runner(args.kind)
-    try:
-        stats = fn(pairs, args.attribute, work, **params)
-    except TypeError as e:
-        raise InputError(f"dedup {args.kind}: bad parameter: {e}") from None
+    stats = fn(pairs, args.attribute, work, **params)
     print(json.dumps({k: v for k, v in stats.items() if k != "per_shard"}, indent=1, default=str))
     return EXIT_OK
 

@@ -1,4 +1,6 @@
 """`dolma-prep tag`: attribute files beside the documents, in dolma's layout, resumable."""
+import gzip
+import json
 import shutil
 
 import pytest
@@ -59,3 +61,27 @@ def test_user_tagger_module_from_the_command_line(tmp_path):
     docs = read_gz_jsonl(SAMPLE / "wiki" / "0000.jsonl.gz")
     assert [a["attributes"]["u__vowel_count_v1__vowels"][0][2] for a in attrs] == \
         [float(sum(c in "aeiou" for c in d["text"])) for d in docs]
+
+
+@pytest.mark.slow  # starts a local Ray
+def test_relative_dataset_paths_as_in_dolma(tmp_path):
+    """Typed inside a dataset folder, `documents/...` works for tag and dedup as for dolma."""
+    import os
+    import subprocess
+
+    from conftest import CLI
+
+    ds = tmp_path / "ds"
+    shutil.copytree(SAMPLE / "cc_en_tail", ds / "documents" / "cc")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    for args in (["tag", "--taggers", "char_length_v1", "--experiment", "len", "-q"],
+                 ["dedup", "exact", "--attribute", "dups"]):
+        proc = subprocess.run([*CLI, *args, "--documents", "documents/*/*.jsonl.gz", "--workers", "1"],
+                              cwd=ds, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+    for name in ("len", "dups"):
+        got = sorted(p.relative_to(ds / "attributes" / name) for p in (ds / "attributes" / name).rglob("*.jsonl.gz"))
+        assert got == sorted(p.relative_to(ds / "documents") for p in (ds / "documents").rglob("*.jsonl.gz"))
+    dups = [json.loads(x)["attributes"]["dups"] for p in sorted((ds / "attributes" / "dups").rglob("*.jsonl.gz"))
+            for x in gzip.decompress(p.read_bytes()).splitlines()]
+    assert sum(1 for d in dups if d) == 1  # cc_en_tail holds one exact duplicate pair (sample/SOURCES.md)

@@ -95,6 +95,8 @@ def attributes_beside(doc_path: str, experiment: str) -> str:
     """`<dataset>/documents/<sub>/<file>` -> `<dataset>/attributes/<experiment>/<sub>/<file>`,
     the layout `dolma tag` uses."""
     marker = "/documents/"
+    if doc_path.startswith("documents/"):  # a relative dataset path, typed inside the dataset folder (as dolma)
+        doc_path = "./" + doc_path
     i = doc_path.rfind(marker)
     if i < 0:
         raise io.InputError(f"{doc_path}: dolma layout expected (<dataset>/documents/...), no 'documents' folder in path")
