@@ -238,6 +238,10 @@ def load_mix(path: str, data_root: str | None = None, output: str | None = None)
         for k, v in list(t.options.items()):
             if k.endswith("_path") and isinstance(v, str) and not is_remote(v) and not os.path.isabs(v):
                 t.options[k] = _resolve(base, v)
+    decon = mix.dedup.decontaminate  # evaluation sets (files, globs, folders) resolve against it too
+    if decon and decon.get("eval_sets"):
+        specs = [decon["eval_sets"]] if isinstance(decon["eval_sets"], str) else list(decon["eval_sets"])
+        decon["eval_sets"] = [s if not isinstance(s, str) or s.startswith("hf:") else _resolve(base, s) for s in specs]
     for src in mix.sources:
         ds = src.dataset
         if ds is not None:
