@@ -167,3 +167,26 @@ def test_plan_measure_counts_the_data(tmp_path):
         sizes[src] = sum(len(e.ids) + 1 for e in tok.encode_batch([t for t in texts if t], add_special_tokens=False))
         assert plan["sources"][src]["tokens_available"] == sizes[src]
     assert plan["sources"]["flan"]["share"] == pytest.approx(sizes["flan"] / (sizes["flan"] + sizes["reddit"]))
+
+
+@pytest.mark.slow
+def test_demo_meets_every_planned_share_within_half_a_point(tmp_path):
+    """`make demo`: the anneal mix over sample/demo; every source's share of the tokens within 0.5
+    percentage points of the anneal config's share of the pool, and the closeness report says so."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    proc = run_cli("run", str(REPO / "mixes" / "anneal.yaml"), "--data-root", str(REPO / "sample" / "demo"),
+                   "--output", str(out), "--workers", "2", "-q")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    total = sum(manifest["sources"][n]["tokens"] for n in ANNEAL)
+    for name, (gt, share) in ANNEAL.items():
+        achieved = 100 * manifest["sources"][name]["tokens"] / total
+        assert abs(achieved - share) <= 0.5, (name, achieved, share)
+        assert manifest["sources"][name]["shortfall_tokens"] == 0.0
+    report = subprocess.run([sys.executable, str(REPO / "scripts" / "demo_shares.py"), str(out)],
+                            capture_output=True, text=True)
+    assert report.returncode == 0 and "within the goal of 0.5 pp" in report.stdout, report.stdout + report.stderr
+    assert sum(1 for line in report.stdout.splitlines() if line.split()[:1] and line.split()[0] in ANNEAL) == 12
