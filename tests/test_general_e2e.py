@@ -145,3 +145,17 @@ def test_general_mix_end_to_end_every_rule_removes_what_its_attribute_says(gener
     assert fired.get("quality", 0) > 0 and fired.get("dd_ngram_dp_030", 0) > 0
     flan_dropped = sum(1 for f in (out / "dropped" / "flan").glob("*.gz") for _ in gzip.open(f))
     assert flan_dropped >= 95
+
+
+def test_eval_sets_resolve_against_the_mix_file(tmp_path):
+    """The mixes name their eval sets relative to themselves (mixfile.load_mix resolves them)."""
+    from dolma_prep.pipeline.mixfile import load_mix
+
+    for name in ("general.yaml", "general-card.yaml"):
+        mix = load_mix(str(REPO / "mixes" / name))
+        assert mix.dedup.decontaminate["eval_sets"] == [str(REPO / "mixes" / "eval-sets" / "*.jsonl.gz")]
+        assert mix.dedup.decontaminate["attribute"] == "paloma_paragraphs"
+    (tmp_path / "m.yaml").write_text("name: m\ndedup:\n  decontaminate: {eval_sets: [e/a.jsonl, 'hf:x@validation', /abs/b.jsonl]}\n"
+                                     "sources: [{name: a, documents: ['a/*']}]\n")
+    mix = load_mix(str(tmp_path / "m.yaml"))
+    assert mix.dedup.decontaminate["eval_sets"] == [str(tmp_path / "e" / "a.jsonl"), "hf:x@validation", "/abs/b.jsonl"]
