@@ -27,8 +27,11 @@ peers:
 models: setup
 	$(VENV)/bin/dolma-prep train-classifier mixes/classifiers/quality_sample.yaml
 
+# The anneal mix over sample/demo (a slice of the sample corpus sized so every source can meet its
+# planned share: scripts/make_demo_sample.py), then each source's planned vs achieved share.
 demo: setup
-	$(VENV)/bin/dolma-prep run mixes/anneal.yaml --output out/anneal
+	$(VENV)/bin/dolma-prep run mixes/anneal.yaml --data-root sample/demo --output out/anneal
+	$(PY) scripts/demo_shares.py out/anneal
 
 # Every test, peers included: DOLMA_PREP_REQUIRE_PEERS=1 turns a missing peer into a failure.
 test: setup peers

@@ -63,6 +63,19 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         for name, n in measure(mix, args.workers).items():
             next(s for s in mix.sources if s.name == name).tokens_available = float(n)
+    if args.cost or args.deadline:
+        from .cost import estimate, load_rates, parse_duration, render
+
+        hours = parse_duration(args.deadline) if args.deadline else None
+        try:
+            bill = estimate(mix, load_rates(args.rates), hours)
+        except ValueError as e:
+            raise InputError(f"{args.mix}: {e}") from None
+        if args.json:
+            print(json.dumps(bill, indent=1))
+        else:
+            render(bill)
+        return EXIT_OK
     try:
         result = plan(mix)
     except ValueError as e:
@@ -310,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="count each source's tokens in the data (on Ray) instead of using tokens_available")
     pl.add_argument("--data-root", help="with --measure: where the sources' globs point")
     pl.add_argument("--workers", "-w", type=int, help="with --measure: local Ray workers")
+    pl.add_argument("--cost", action="store_true",
+                    help="the bill at full scale: CPU-hours per stage and source, bytes read and written, dedup "
+                         "scratch, GPU-hours to train (model and inputs: README, 'The bill at full scale')")
+    pl.add_argument("--rates", help="with --cost: per-core rates (default: benchmarks/rates.json)")
+    pl.add_argument("--deadline", help="with --cost: wall time to finish in (7d, 36h, 90m): cores, nodes and GPUs needed")
     pl.set_defaults(fn=_cmd_plan)
 
     t = sub.add_parser("tag", help="tag documents, writing dolma attribute files beside them",

@@ -1,10 +1,20 @@
-"""The plans of the two OLMo 1.7 recipes against the published tables, and runs meeting plans."""
+"""The plans of the OLMo 1.7 recipes against the published numbers, and runs meeting plans.
+
+Numbers and their sources: mixes/SOURCES.md (the OLMo-7B-0424 config, the annealing configs in
+OLMo's history, the Dolma 1.7 data card)."""
 import json
 
 import pytest
 
 from conftest import REPO, run_cli, write_mix
 
+# OLMo-7B-0424's official config (configs/official-0724/OLMo-7B-0424.yaml): GT per listed path and
+# how many times its files are listed (SOURCES.md section 1)
+CONFIG_GT = {"books": (5.256, 1), "pes2o": (57.21, 1), "wiki": (3.689, 2), "megawika": (4.6, 1),
+             "stackexchange": (19.63, 1), "arxiv": (27.97, 1), "algebraic_stack": (12.623, 1),
+             "open_web_math": (12.734, 1), "flan": (16.5, 1), "cc_news": (14.3, 1), "starcoder": (263.775, 1),
+             "c4": (138.4, 1), "reddit": (79.9, 1), "falcon": (547.341, 1), "cc_en_head": (178.4, 1),
+             "cc_en_middle": (242.05, 1), "cc_en_tail": (191.4, 1)}
 # Dolma 1.7 data card, "tokens used (B)" (REFERENCE.md section 1; CC as one row)
 CARD_USED = {"cc": 597.75, "falcon": 456.4, "starcoder": 263.8, "c4": 69.2, "reddit": 79.9, "pes2o": 57.2,
              "arxiv": 28.0, "stackexchange": 19.6, "flan": 16.5, "cc_news": 14.3, "open_web_math": 12.6,
@@ -21,8 +31,40 @@ def _plan(name):
     return json.loads(proc.stdout)
 
 
-def test_general_plan_reproduces_the_card():
+def test_general_plan_is_the_official_config():
     plan = _plan("general.yaml")
+    assert set(plan["sources"]) == set(CONFIG_GT)
+    for name, (gt, times) in CONFIG_GT.items():
+        assert plan["sources"][name]["planned_tokens"] == pytest.approx(gt * times * 1e9, rel=1e-12), name
+    assert plan["total_tokens"] == pytest.approx(1819.467e9, rel=1e-12)
+    # stage 1 was cut at step 477,000 of 1024 x 4096 tokens: 1.0996 passes over this plan
+    assert 477_000 * 1024 * 4096 / plan["total_tokens"] == pytest.approx(1.0996, abs=1e-4)
+    # C4 at 100% (all 171 files), the card's 50% being its error
+    assert plan["sources"]["c4"]["proportion"] == 1.0
+
+
+def test_general_mix_rules_follow_the_path_names():
+    """Each source's rules are those its path in the official config names (SOURCES.md section 2)."""
+    import yaml
+
+    mix = yaml.safe_load((REPO / "mixes" / "general.yaml").read_text())
+    src = {s["name"]: s for s in mix["sources"]}
+    cc_like = {"c4", "cc_en_head", "cc_en_middle", "cc_en_tail"}  # dd_ngram_dp_030-qc_cc_en_bin_001
+    for name, s in src.items():
+        f = s.get("filters") or {}
+        text = " ".join(f.get("include", []) + f.get("exclude", []))
+        assert ("dedupe_para_ngrams_13_1" in text and "<= 0.3" in text) == (name in cc_like), name
+        assert ("cc_multi_bin__hq[0][-1] <= 0.01" in text) == (name in cc_like | {"falcon"}), name
+        assert ("doc_max_score_repetition[0][-1] // 0) > 10" in text) == (name == "falcon"), name
+        assert ("doc_count[0][-1] // 0) > 5" in text) == (name == "falcon"), name
+        assert bool(s.get("span_replacement")) == (name in cc_like), name
+    assert mix["dedup"]["decontaminate"]["attribute"] == "paloma_paragraphs"
+    assert mix["dedup"]["paragraphs"]["attribute"] == "dedupe_para_ngrams_13_1"
+    assert "exact" not in mix["dedup"]
+
+
+def test_general_card_plan_reproduces_the_card():
+    plan = _plan("general-card.yaml")
     assert set(plan["sources"]) == set(CARD_USED)
     for name, used in CARD_USED.items():
         assert round(plan["sources"][name]["planned_tokens"] / 1e9, 1) == round(used, 1), name
@@ -39,6 +81,17 @@ def test_anneal_plan_reproduces_the_pool_shares():
         assert round(100 * s["share"], 2) == share, name
         assert s["planned_tokens"] == pytest.approx(50e9 * gt / pool, rel=1e-12)
     assert sum(s["planned_tokens"] for s in plan["sources"].values()) == pytest.approx(50e9, rel=1e-12)
+
+
+def test_anneal_fix_redpajama_plan():
+    """v1.7-fix_redpajama-...-50B.yaml: StackExchange 7.58 and arXiv 7.01 GT, pool 105.819 GT."""
+    plan = _plan("anneal-fix-redpajama.yaml")
+    gts = {name: gt for name, (gt, _) in ANNEAL.items()} | {"stackexchange": 7.58, "arxiv": 7.01}
+    assert sum(gts.values()) == pytest.approx(105.819)
+    assert set(plan["sources"]) == set(gts)
+    for name, gt in gts.items():
+        assert plan["sources"][name]["planned_tokens"] == pytest.approx(50e9 * gt / 105.819, rel=1e-12), name
+    assert plan["total_tokens"] == 50e9
 
 
 @pytest.mark.slow  # starts a local Ray
@@ -118,3 +171,26 @@ def test_plan_measure_counts_the_data(tmp_path):
         sizes[src] = sum(len(e.ids) + 1 for e in tok.encode_batch([t for t in texts if t], add_special_tokens=False))
         assert plan["sources"][src]["tokens_available"] == sizes[src]
     assert plan["sources"]["flan"]["share"] == pytest.approx(sizes["flan"] / (sizes["flan"] + sizes["reddit"]))
+
+
+@pytest.mark.slow
+def test_demo_meets_every_planned_share_within_half_a_point(tmp_path):
+    """`make demo`: the anneal mix over sample/demo; every source's share of the tokens within 0.5
+    percentage points of the anneal config's share of the pool, and the closeness report says so."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    proc = run_cli("run", str(REPO / "mixes" / "anneal.yaml"), "--data-root", str(REPO / "sample" / "demo"),
+                   "--output", str(out), "--workers", "2", "-q")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    total = sum(manifest["sources"][n]["tokens"] for n in ANNEAL)
+    for name, (gt, share) in ANNEAL.items():
+        achieved = 100 * manifest["sources"][name]["tokens"] / total
+        assert abs(achieved - share) <= 0.5, (name, achieved, share)
+        assert manifest["sources"][name]["shortfall_tokens"] == 0.0
+    report = subprocess.run([sys.executable, str(REPO / "scripts" / "demo_shares.py"), str(out)],
+                            capture_output=True, text=True)
+    assert report.returncode == 0 and "within the goal of 0.5 pp" in report.stdout, report.stdout + report.stderr
+    assert sum(1 for line in report.stdout.splitlines() if line.split()[:1] and line.split()[0] in ANNEAL) == 12
