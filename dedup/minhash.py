@@ -314,7 +314,9 @@ def run_minhash(
                     max_in_flight=workers)
     total_rows = sum(r["signed"] for r in sig) * p["bands"]
     rows_per_partition = max(1, p["usable_bytes"] // _PARTITION_SHARE // _ROW_BYTES_IN_REDUCE)
-    parts = p["partitions"] or max(workers, -(-total_rows // rows_per_partition))
+    # never from the worker count: the partitions shape the statistics (a pair is counted once per
+    # partition it appears in), and a run must give the same manifest on any cluster
+    parts = p["partitions"] or max(1, -(-total_rows // rows_per_partition))
     step = (1 << 64) // parts
     ranges = [(i, i * step, None if i == parts - 1 else (i + 1) * step) for i in range(parts)]
     buckets = run_tasks("minhash:buckets", _stage_buckets, [(i, lo, hi, work, parts, p) for i, lo, hi in ranges],
