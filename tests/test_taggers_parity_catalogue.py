@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE, read_gz_jsonl, run_cli, write_docs
+from test_taggers_parity import peer  # noqa: F401  (the dolma peer venv fixture, shared)
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -86,15 +87,6 @@ URL_CASES = [
     ("http://bücher.example/x", True),                                                   # IDNA: xn--bcher-kva
 ]
 URLS = [u for u, _ in URL_CASES]
-
-
-@pytest.fixture(scope="module")
-def peer() -> Path:
-    if not (PEER / "bin" / "dolma").exists():
-        if os.environ.get("DOLMA_PREP_REQUIRE_PEERS"):
-            pytest.fail(f"DOLMA_PREP_REQUIRE_PEERS is set but {PEER} has no dolma: run scripts/setup_peer_dolma.sh")
-        pytest.skip(f"no dolma peer venv at {PEER} (scripts/setup_peer_dolma.sh builds it)")
-    return PEER
 
 
 @pytest.fixture(scope="module")
