@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .io import InputError
@@ -30,6 +31,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise InputError(f"--scale must be a number or 'auto', got {args.scale!r}") from None
     from .preflight import preflight
 
+    if args.tagger_modules:  # the user's taggers must be registered for the preflight to know them
+        from dolma_prep.taggers import registry
+
+        registry.load_modules([os.path.abspath(m) if m.endswith(".py") else m for m in args.tagger_modules])
     preflight(mix, args.mix)  # models, lists, tokenizer, eval sets, globs, output: before Ray starts
     manifest = run(mix, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet, force=args.force,
                    tagger_modules=args.tagger_modules or [], scratch=args.scratch)
@@ -41,7 +46,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: {manifest['rejected']} bad input records were rejected; "
               f"reasons and lines are in {mix.output}/rejects/", file=sys.stderr)
         code = EXIT_REJECTS
-    tag = manifest.get("steps", {}).get("tag", {}).get("counters", {})
+    from .manifest import step_entry
+
+    tag = step_entry(manifest, "tag").get("counters", {})
     errors = sum(c.get("tagger_errors", 0) for c in tag.values())
     tagged = sum(c.get("documents_in", 0) for c in tag.values())
     if errors and errors > args.max_tagger_error_rate * tagged:

@@ -19,22 +19,28 @@ def _add(d: dict, key: str, v) -> None:
     d[key] = d.get(key, 0) + v
 
 
-def steps_section(mix: MixFile, shards: list[Shard], results: dict[str, dict]) -> dict:
-    """Every declared step the run ran: what it reads and writes and, for shard steps, its
-    declared counters per source. `stats` and the report print this table as it is, so a new
-    step shows up there without edits."""
+def steps_section(mix: MixFile, shards: list[Shard], results: dict[str, dict]) -> list[dict]:
+    """Every declared step the run ran, in run order: its name, what it reads and writes and,
+    for shard steps, its declared counters per source. `stats` and the report print this
+    table as it is, so a new step shows up there without edits."""
     from .stages import STEPS
     from .steps import step_counters
 
-    out = {}
+    out = []
     for step in STEPS:
         if step.name not in results:
             continue
-        entry = {"reads": step.reads, "writes": step.writes, "kind": "shard" if step.run_shard else "global"}
+        entry = {"step": step.name, "reads": step.reads, "writes": step.writes,
+                 "kind": "shard" if step.run_shard else "global"}
         if step.run_shard is not None:
             entry["counters"] = step_counters(step, shards, results[step.name])
-        out[step.name] = entry
+        out.append(entry)
     return out
+
+
+def step_entry(manifest: dict, name: str) -> dict:
+    """One step's entry of a manifest's `steps` list ({} when the run did not have it)."""
+    return next((s for s in manifest.get("steps", []) if s["step"] == name), {})
 
 
 def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict]) -> dict:

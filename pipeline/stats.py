@@ -467,7 +467,7 @@ def compute(output: str, verify: bool = False) -> dict:
             "total_documents": sum(s["documents"] for s in sources.values()),
             "planned_tokens": manifest.get("planned_tokens", sum(s["planned_tokens"] or 0 for s in sources.values())),
             "funnel": total_funnel(sources), "dedup": dedup, "rejected": manifest.get("rejected", 0),
-            "steps": manifest.get("steps", {}),
+            "steps": manifest.get("steps", []),
             "attribute_folders": folders, "verified": verify,
             "notes": ["tokens before selection are estimates (read chars x the source's measured tokens per char "
                       "of its kept documents); see tokens_estimated"],
@@ -546,7 +546,7 @@ def render(result: dict, funnels: bool = False, console=None) -> None:
                   "100.00%" if planned_total else "", "100.00%", "", "")
     console.print(table)
     if funnels:
-        render_steps(result.get("steps", {}), console)
+        render_steps(result.get("steps", []), console)
         for name, s in result["sources"].items():
             render_funnel(f"{name}: documents and tokens through the stages", s["funnel"], console,
                           s.get("tokens_per_char"))
@@ -568,20 +568,20 @@ def render(result: dict, funnels: bool = False, console=None) -> None:
         console.print(f"[red]error:[/red] {escape(e)}")
 
 
-def steps_rows(steps: dict) -> tuple[list[str], list[list[str]]]:
-    """The declared steps as a table (header, rows): each step, what it reads and writes, and
-    its declared counters summed over sources. Built from the manifest's `steps` section
-    alone, so a new step appears here with no edit to this module."""
-    counters = list(dict.fromkeys(c for st in steps.values() for src in st.get("counters", {}).values() for c in src))
+def steps_rows(steps: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The declared steps as a table (header, rows), in run order: each step, what it reads and
+    writes, and its declared counters summed over sources. Built from the manifest's `steps`
+    section alone, so a new step appears here with no edit to this module."""
+    counters = list(dict.fromkeys(c for st in steps for src in st.get("counters", {}).values() for c in src))
     rows = []
-    for name, st in steps.items():
-        totals = {c: sum(src.get(c, 0) for src in st.get("counters", {}).values()) for c in counters}
-        rows.append([name, st["reads"], st["writes"]] + [f"{totals[c]:,}" if c in
-                     next(iter(st.get("counters", {}).values()), {}) else "" for c in counters])
+    for st in steps:
+        mine = next(iter(st.get("counters", {}).values()), {})
+        totals = {c: sum(src.get(c, 0) for src in st.get("counters", {}).values()) for c in mine}
+        rows.append([st["step"], st["reads"], st["writes"]] + [f"{totals[c]:,}" if c in mine else "" for c in counters])
     return ["step", "reads", "writes", *counters], rows
 
 
-def render_steps(steps: dict, console) -> None:
+def render_steps(steps: list[dict], console) -> None:
     from rich.markup import escape
     from rich.table import Table
 

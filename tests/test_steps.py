@@ -55,13 +55,14 @@ def test_a_new_step_is_one_declaration(tmp_path, monkeypatch):
         docs = [json.loads(x) for p in sorted((tmp_path / "out" / "kept" / src).glob("*.jsonl.gz"))
                 for x in gzip.decompress(p.read_bytes()).splitlines()]
         want[src] = {"documents_in": len(docs), "vowels": sum(sum(c in "aeiou" for c in d["text"]) for d in docs)}
-    assert manifest["steps"]["vowels"]["counters"] == want
+    steps = {s["step"]: s for s in manifest["steps"]}
+    assert steps["vowels"]["counters"] == want
     assert want["wiki"]["vowels"] > 0
-    assert list(manifest["steps"]) == ["tag", "dedup", "select", "vowels", "sample", "tokenize"]
+    assert [s["step"] for s in manifest["steps"]] == ["tag", "dedup", "select", "vowels", "sample", "tokenize"]
     # the declared counters of the built-in steps agree with the manifest's funnel
     for src, info in manifest["sources"].items():
-        assert manifest["steps"]["select"]["counters"][src]["documents_kept"] == info["stages"]["selected"]["documents"]
-        assert manifest["steps"]["tokenize"]["counters"][src]["tokens"] == info["tokens"]
+        assert steps["select"]["counters"][src]["documents_kept"] == info["stages"]["selected"]["documents"]
+        assert steps["tokenize"]["counters"][src]["tokens"] == info["tokens"]
     header, rows = stats.steps_rows(manifest["steps"])
     assert "vowels" in header
     row = next(r for r in rows if r[0] == "vowels")
@@ -75,11 +76,12 @@ def test_stats_prints_every_declared_step(tmp_path):
     mix = write_mix(tmp_path / "mix.yaml", ["wiki"])
     run_cli("run", str(mix), "--output", str(tmp_path / "out"), "--workers", "1", "-q", check=True)
     got = json.loads(run_cli("stats", str(tmp_path / "out"), "--json", check=True).stdout)
-    assert list(got["steps"]) == ["tag", "dedup", "select", "sample", "tokenize"]  # no token targets: no count
+    names = [s["step"] for s in got["steps"]]
+    assert names == ["tag", "dedup", "select", "sample", "tokenize"]  # in run order; no token targets: no count
     table = run_cli("stats", str(tmp_path / "out"), check=True).stdout
     table = table[table.index("steps of this run"):]
-    for step in got["steps"]:
-        assert step in table
+    assert [n for n in names if n in table] == names
+    assert table.index("select") < table.index("tokenize")
 
 
 def test_tagger_errors_are_counted_per_source_and_exit_3(tmp_path):
@@ -105,7 +107,8 @@ def test_tagger_errors_are_counted_per_source_and_exit_3(tmp_path):
     assert proc.returncode == 3, proc.stderr
     assert "taggers raised on" in proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {s: c["tagger_errors"] for s, c in manifest["steps"]["tag"]["counters"].items()} == want
+    tag = next(s for s in manifest["steps"] if s["step"] == "tag")
+    assert {s: c["tagger_errors"] for s, c in tag["counters"].items()} == want
     rate = sum(want.values()) / sum(len(d) for d in docs.values())
     proc = run_cli("run", str(mix), "--output", str(out), "--tagger-modules", str(module), "-q", "--workers", "1",
                    "--max-tagger-error-rate", str(rate + 0.01))
