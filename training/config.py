@@ -184,12 +184,18 @@ def _coerce(value: Any, tp: Any, source: str, name: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        for arm in (a for a in args if a is not type(None)):  # the first type that takes the value
+        arms = [a for a in args if a is not type(None)]
+        for arm in arms[:-1]:  # the first type that takes the value; the last one's error otherwise
             try:
                 return _coerce(value, arm, source, name)
             except ConfigError:
                 pass
-        raise fail()
+        try:
+            return _coerce(value, arms[-1], source, name)
+        except ConfigError:
+            if len(arms) == 1:
+                raise
+            raise fail() from None
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, source, name + ".")
     if tp is bool:
