@@ -47,9 +47,10 @@ def test_train_gpu_benchmark_smoke(tmp_path):
         if name in ("sdpa efficient", "sdpa cudnn"):
             continue
         assert row["status"] == "ok", row
-        assert row["tokens_per_s"] > 0 and len(row["losses"]) == 4
-    assert rows["sdpa flash"]["attention_kernels"] == ["aten::_scaled_dot_product_flash_attention_for_cpu"]
-    assert any("scaled_dot_product" in k for k in rows["1b eager"]["attention_kernels"])
+        assert row["tokens_per_s"] > 0 and len(row["losses"]) == 3
+    cpu_flash = {"aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_flash_attention_for_cpu_backward"}
+    for name in ("1b eager", "sdpa flash"):  # torch's own choice on the CPU is its flash kernel
+        assert {k for k in rows[name]["attention_kernels"] if k.startswith("aten::_scaled_dot")} == cpu_flash, rows[name]
     # every lever leaves the maths alone: same losses as its reference row, up to rounding
     for name in ("1b compiled", "fused AdamW", "AC full", "AC one_in_two", "AC selected_ops", "no reshard after forward"):
         assert rows[name]["max_loss_diff_vs_ref"] < 1e-2, (name, rows[name]["max_loss_diff_vs_ref"])
