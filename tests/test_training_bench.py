@@ -27,7 +27,7 @@ def test_refuses_without_cuda(tmp_path):
     assert not (tmp_path / "results.jsonl").exists()
 
 
-@pytest.mark.slow  # every section and row on 2 CPU cores, three torch.compile runs: several minutes
+@pytest.mark.slow  # every section and row, three torch.compile runs: 430 s on 2 cores at load average 7-10
 def test_train_gpu_benchmark_smoke(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "BENCH_DIR": str(tmp_path / "bench"), "TIME_LIMIT": "1500"}
     done = subprocess.run(["bash", str(SCRIPT), "--smoke"], capture_output=True, text=True, env=env, timeout=1600)

@@ -260,7 +260,7 @@ def test_reshard_after_forward_in_process(tmp_path):
     check_reshard(json.loads((tmp_path / "out.json").read_text()), world=1)
 
 
-@pytest.mark.slow  # two processes over gloo: ~15 s on 2 cores
+@pytest.mark.slow  # two spawned processes over gloo: 160 s at load average ~20
 def test_reshard_after_forward_two_ranks(tmp_path):
     import torch.multiprocessing as mp
 
@@ -316,7 +316,7 @@ def test_float8_conversion_keeps_parameters_and_trains(run_output, tmp_path):
     assert losses["true"] == pytest.approx(losses["false"], abs=0.05)
 
 
-@pytest.mark.slow  # torch.compile of a block on 2 CPU cores: ~40 s
+@pytest.mark.slow  # two torch.compile runs on 2 CPU cores: 880 s at load average ~20 (other jobs)
 def test_compiled_blocks_with_checkpointing_match_eager(run_output, tmp_path):
     """compile=true compiles each block's forward (a checkpointed one included); the losses
     equal the eager run's, and the blocks' forwards are compiled functions."""
