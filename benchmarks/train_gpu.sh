@@ -1,72 +1,69 @@
 #!/usr/bin/env bash
-# Training throughput of the bundled OLMo trainer on one GPU: tokens/s and MFU of the 1B config at
-# sequence length 4096 in bf16 (FSDP2 mixed precision, one rank), eager and with torch.compile.
-# The data is random token ids; the trainer, its data reader and its logging are the real ones.
+# The bundled OLMo trainer on one GPU, in one run (benchmarks/train_gpu.py does the work):
+#   1. correctness on the device: logits vs transformers' OlmoForCausalLM in fp32 (<= 1e-4); a bf16
+#      vs fp32 loss curve of 50 steps on real token arrays (|diff| <= 0.05 every step); exact resume;
+#   2. throughput: the 1B config at 4096 tokens in bf16, eager and compiled; a 7B-shaped model with
+#      fewer layers; each lever on/off (SDPA kernel forced to flash / efficient / cudnn, with the
+#      kernels that ran read from the profiler; fused AdamW; activation checkpointing full /
+#      one_in_two / selected_ops; FSDP2 reshard-after-forward off; float8, where the GPU has it,
+#      with its loss compared to bf16). tokens/s per GPU, MFU, peak memory, GPU model, driver, torch.
 #
-#   benchmarks/train_gpu.sh           one H100/H200; about 5 minutes; prints a markdown table
-#   benchmarks/train_gpu.sh --smoke   CPU: tiny config, a few steps (tests/test_training_bench.py)
+#   benchmarks/train_gpu.sh           one H100/H200; about 7 minutes; stops at TIME_LIMIT (480 s): rows
+#                                     that would start in its last minute are recorded as not run
+#   benchmarks/train_gpu.sh --smoke   CPU, tiny config: every code path in a few minutes
+#                                     (tests/test_training_bench.py); its figures mean nothing
 #
-# Environment: STEPS (20; smoke 4), MICRO (micro-batch, 2), GLOBAL (sequences per step, 16),
-# PYTHON (python), BENCH_DIR (benchmarks/_data/train_gpu). MFU uses dense bf16 peak 989.5 TFLOP/s
-# for H100/H200 SXM (set --set peak_flops=... through EXTRA for other parts).
+# Results: $BENCH_DIR/results.jsonl (one record per check or row, written as each finishes, so a
+# run stopped by the time limit keeps what it measured) and a markdown table on stdout.
+# Exit status: 0 all checks passed; 1 a check failed; 2 CUDA asked for but absent (nothing is
+# ever measured on the CPU instead); 124 the time limit was hit.
+#
+# Environment: PYTHON (python3), BENCH_DIR (benchmarks/_data/train_gpu), TIME_LIMIT (seconds,
+# 480), and ARGS: extra arguments for train_gpu.py, e.g. ARGS="--steps 12 --layers-7b 16,8
+# --only 1b,float8" (see `train_gpu.py --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-python3}
 work=${BENCH_DIR:-benchmarks/_data/train_gpu}
+limit=${TIME_LIMIT:-480}
+read -r -a extra <<< "${ARGS:-}"
 
+mode=()
 if [[ "${1:-}" == "--smoke" ]]; then
-  config=tiny; steps=${STEPS:-4}
-  args=(--set device=cpu --set precision=fp32 --set global_batch_size=${GLOBAL:-4} --set micro_batch_size=${MICRO:-2})
+  mode=(--smoke)
+elif [[ -n "${1:-}" ]]; then
+  echo "train_gpu.sh: unknown argument '$1' (expected nothing or --smoke)" >&2
+  exit 2
 else
-  config=1b; steps=${STEPS:-20}
-  args=(--set device=cuda --set precision=bf16 --set global_batch_size=${GLOBAL:-16} --set micro_batch_size=${MICRO:-2})
+  # Fail before anything else when there is no GPU: never measure the CPU in its place.
+  if ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    echo "train_gpu.sh: CUDA was asked for, but $PYTHON's torch sees no GPU" \
+         "($("$PYTHON" -c 'import torch; print("torch", torch.__version__, "built with CUDA", torch.version.cuda)' 2>&1))." \
+         "Run it on a GPU machine, or use --smoke on the CPU. Nothing was measured." >&2
+    exit 2
+  fi
+  # bit-identical resume needs cuBLAS's deterministic workspace; set before CUDA starts
+  export CUBLAS_WORKSPACE_CONFIG=${CUBLAS_WORKSPACE_CONFIG:-:4096:8}
 fi
-read -r -a extra <<< "${EXTRA:-}"
 
-rm -rf "$work" && mkdir -p "$work"
-"$PYTHON" - "$work/data" "$config" "$steps" "${args[@]}" <<'PY'
-import sys
-import numpy as np
-from dolma_prep.training.config import load_config
-from dolma_prep.training.data import write_run_output
+# The package may not be installed (a bare GPU image with torch only): then import it from the
+# checkout through a small shim. Its training code needs torch, numpy and PyYAML; the checks
+# also use transformers and tokenizers.
+if ! "$PYTHON" -c 'import dolma_prep.training' 2>/dev/null; then
+  shim="$work/_shim"
+  mkdir -p "$shim/dolma_prep"
+  : > "$shim/dolma_prep/__init__.py"
+  ln -sfn "$PWD/training" "$shim/dolma_prep/training"
+  export PYTHONPATH="$(cd "$shim" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
-out, config, steps, *sets = sys.argv[1:]
-cfg = load_config(config, [s for s in sets if s != "--set"])
-n = (int(steps) + 1) * cfg.tokens_per_step
-tokens = np.random.default_rng(0).integers(0, cfg.model.vocab_size, n)
-write_run_output(out, {"random": [tokens]})
-PY
-
-for compile in false true; do
-  "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node=1 -m dolma_prep.training.train "$config" \
-    --data "$work/data" --max-steps "$steps" --save-folder "$work/compile-$compile" \
-    --set compile=$compile --set save_final=false --set save_interval=0 "${args[@]}" ${extra[@]+"${extra[@]}"}
-done
-
-"$PYTHON" - "$work" "$config" "${args[@]}" <<'PY'
-import json, statistics, sys
-from pathlib import Path
-
-import torch
-from dolma_prep.training.config import load_config
-
-work, config, *sets = sys.argv[1:]
-work = Path(work)
-cfg = load_config(config, [s for s in sets if s != "--set"])
-device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-print(f"\n{config}: {cfg.model.num_params() / 1e9:.2f}B parameters, sequence {cfg.model.max_sequence_length}, "
-      f"micro-batch {cfg.micro_batch_size}, {cfg.global_batch_size} sequences per step, {cfg.precision}, "
-      f"{device}, torch {torch.__version__}")
-print("| config | compile | steps timed | tokens/s/device | MFU | step time (s) | peak mem (GiB) |")
-print("|---|---|---:|---:|---:|---:|---:|")
-for compile in ("false", "true"):
-    rows = [json.loads(l) for l in (work / f"compile-{compile}" / "metrics.jsonl").read_text().splitlines()]
-    timed = rows[max(1, len(rows) // 4):] or rows  # skip warm-up (and compilation) steps
-    tps = statistics.median(r["tokens_per_s_per_device"] for r in timed)
-    mfus = [r["mfu"] for r in timed if r["mfu"] is not None]
-    mfu = f"{100 * statistics.median(mfus):.1f}%" if mfus else "n/a"
-    step = statistics.median(r["step_time_s"] for r in timed)
-    mems = [r["max_memory_gb"] for r in rows if "max_memory_gb" in r]  # CUDA only
-    mem = f"{max(mems):.1f}" if mems else "n/a"
-    print(f"| {config} | {compile} | {len(timed)} | {tps:,.0f} | {mfu} | {step:.3f} | {mem} |")
-PY
+mkdir -p "$work"
+export PYTHONUNBUFFERED=1
+status=0
+timeout --signal=TERM --kill-after=20 "$limit" \
+  "$PYTHON" benchmarks/train_gpu.py --work "$work" --time-limit "$limit" ${mode[@]+"${mode[@]}"} ${extra[@]+"${extra[@]}"} || status=$?
+if [[ $status -eq 124 || $status -eq 137 ]]; then
+  echo "train_gpu.sh: stopped at the time limit (${limit} s); rows measured so far:" >&2
+  "$PYTHON" benchmarks/train_gpu.py --work "$work" --report || true
+fi
+exit $status

@@ -31,6 +31,7 @@ class OptimizerConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-5
     weight_decay: float = 0.1
+    fused: bool | None = None  # torch's fused AdamW kernel; null = torch's default (foreach)
     decay_norm_and_bias: bool = True  # OLMo 1.7 has no norm weights or biases; kept for other shapes
     decay_embeddings: bool = True
 
@@ -98,7 +99,12 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     init_device: str = "auto"  # meta: build on meta, shard, then initialise the shards
     compile: bool = False  # torch.compile each block
-    activation_checkpointing: bool = False
+    # none | full | one_in_two | selected_ops (model.AC_POLICIES); true = full, false = none
+    activation_checkpointing: bool | str = False
+    attention: str = "sdpa"  # sdpa | manual (explicit softmax; a slow reference)
+    sdpa_backend: str | None = None  # force one SDPA kernel: flash | efficient | cudnn | math; null = torch picks
+    reshard_after_forward: bool = True  # FSDP2: free each block's gathered weights after forward (re-gather in backward)
+    float8: bool = False  # float8 matmuls in the blocks (training/float8.py); needs a GPU of compute capability >= 8.9
     log_interval: int = 1
     log_data_indices: bool = False  # write each rank's instance indices to data_indices/rank{r}.jsonl
     peak_flops: float | None = None  # per device, for MFU; default from the GPU name
@@ -178,8 +184,18 @@ def _coerce(value: Any, tp: Any, source: str, name: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], source, name)
+        arms = [a for a in args if a is not type(None)]
+        for arm in arms[:-1]:  # the first type that takes the value; the last one's error otherwise
+            try:
+                return _coerce(value, arm, source, name)
+            except ConfigError:
+                pass
+        try:
+            return _coerce(value, arms[-1], source, name)
+        except ConfigError:
+            if len(arms) == 1:
+                raise
+            raise fail() from None
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, source, name + ".")
     if tp is bool:

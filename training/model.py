@@ -12,6 +12,11 @@ transformer block, the model. The architecture is OLMo 1.7-7B's (REFERENCE secti
 - LayerNorm without scale or bias (eps 1e-5) before attention, MLP and the output head;
 - untied output head; no biases anywhere.
 
+Speed levers (none changes the maths; each is tested on CPU in tests/test_training_levers.py):
+`Block.attention_impl` ("sdpa", or "manual" for the explicit softmax reference), activation
+checkpointing policies (`set_activation_checkpointing`: none, full, one_in_two, selected_ops),
+and float8 matmuls in the blocks (`float8.py`, `convert_to_float8`).
+
 Parameter names follow OLMo's checkpoints (`transformer.wte`, `transformer.blocks.{i}.att_proj`,
 `attn_out`, `ff_proj`, `ff_out`, `transformer.ff_out`), so conversion to Hugging Face's
 `OlmoForCausalLM` is a renaming plus two splits (see `export_hf.py`).
@@ -19,13 +24,55 @@ Parameter names follow OLMo's checkpoints (`transformer.wte`, `transformer.block
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+# Activation checkpointing policies (names as OLMo-core's ActivationCheckpointingMode where they match):
+#   none          keep every activation;
+#   full          recompute every block in backward (keep only each block's input);
+#   one_in_two    recompute blocks 0, 2, 4, ... (half the saving, half the extra forward);
+#   selected_ops  per block, keep the outputs of matmuls and attention, recompute the cheap
+#                 element-wise ops (norms, RoPE, SiLU, clamps) in backward.
+AC_POLICIES = ("none", "full", "one_in_two", "selected_ops")
+
+
+def _saved_ops() -> set:
+    """The ops whose outputs `selected_ops` keeps: matmuls and every SDPA kernel this torch has."""
+    names = [
+        "mm", "addmm", "bmm",
+        "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_mm",
+    ]  # fmt: skip
+    return {getattr(torch.ops.aten, n).default for n in names if hasattr(torch.ops.aten, n)}
+
+
+SAVED_OPS = _saved_ops()
+
+
+def _selected_ops_policy(ctx, op, *args, **kwargs) -> CheckpointPolicy:
+    return CheckpointPolicy.MUST_SAVE if op in SAVED_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _selected_ops_context():
+    return create_selective_checkpoint_contexts(_selected_ops_policy)
+
+
+def normalize_ac_policy(value: bool | str | None) -> str:
+    """`true` means full, `false`/null none (the config's old boolean form)."""
+    if value is True:
+        return "full"
+    if value is False or value is None:
+        return "none"
+    if value not in AC_POLICIES:
+        raise ValueError(f"activation_checkpointing: expected one of {', '.join(AC_POLICIES)} (or true/false), found {value!r}")
+    return value
 
 
 @dataclass
@@ -112,6 +159,20 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x32 * cos + rotated * sin).type_as(x)
 
 
+def manual_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + causal mask) v, the softmax in float32 (as transformers' eager
+    attention). Materialises the (T, T) scores: a reference for the SDPA kernels, not for speed."""
+    T = q.shape[-2]
+    scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])
+    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    probs = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1).to(v.dtype)
+    return probs @ v
+
+
+def _no_context():
+    return contextlib.nullcontext(), contextlib.nullcontext()
+
+
 class Block(nn.Module):
     """One sequential transformer block: x + attn(ln(x)), then + mlp(ln(.))."""
 
@@ -126,8 +187,18 @@ class Block(nn.Module):
         self.ff_norm = LayerNorm(config.layer_norm_eps)
         self.ff_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)  # value and gate halves
         self.ff_out = nn.Linear(config.mlp_hidden_size // 2, d, bias=False)
+        self.attention_impl = "sdpa"  # or "manual": explicit masked softmax (reference, slow)
+        self.checkpoint_mode = "none"  # none | full | selected_ops (set by OLMo.set_activation_checkpointing)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # Checkpointing happens inside forward, so that a compiled forward traces it and FSDP2's
+        # hooks (on the module) stay outside it, as torchtitan's per-block wrapping does.
+        if self.checkpoint_mode == "none" or not (self.training and torch.is_grad_enabled()):
+            return self._forward(x, cos, sin)
+        context_fn = _selected_ops_context if self.checkpoint_mode == "selected_ops" else _no_context
+        return checkpoint(self._forward, x, cos, sin, use_reentrant=False, context_fn=context_fn)
+
+    def _forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x = x + self.attention(self.attn_norm(x), cos, sin)
         x = x + self.mlp(self.ff_norm(x))
         return x
@@ -140,7 +211,10 @@ class Block(nn.Module):
         # (B, T, C) each -> (B, n_heads, T, head_dim)
         q, k, v = (t.view(B, T, self.config.n_heads, self.config.head_dim).transpose(1, 2) for t in qkv.split(C, -1))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if self.attention_impl == "manual":
+            y = manual_causal_attention(q, k, v)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.attn_out(y.transpose(1, 2).reshape(B, T, C))
 
     def mlp(self, h: torch.Tensor) -> torch.Tensor:
@@ -154,7 +228,7 @@ class OLMo(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.activation_checkpointing = False  # recompute each block in backward when True
+        self.activation_checkpointing = "none"  # see AC_POLICIES; set through set_activation_checkpointing
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.embedding_size, config.d_model),
@@ -187,11 +261,24 @@ class OLMo(nn.Module):
         x = self.transformer.wte(input_ids)
         cos, sin = rope_tables(T, self.config.head_dim, self.config.rope_theta, x.device)
         for block in self.transformer.blocks:
-            if self.activation_checkpointing and self.training:
-                x = checkpoint(block, x, cos, sin, use_reentrant=False)
-            else:
-                x = block(x, cos, sin)
+            x = block(x, cos, sin)
         return self.transformer.ff_out(self.transformer.ln_f(x))
+
+    def set_activation_checkpointing(self, policy: bool | str | None) -> None:
+        """Choose which blocks recompute what in backward (AC_POLICIES); applies in training mode."""
+        policy = normalize_ac_policy(policy)
+        self.activation_checkpointing = policy
+        for block in self.transformer.blocks:
+            if policy == "one_in_two":
+                block.checkpoint_mode = "full" if block.layer_id % 2 == 0 else "none"
+            else:
+                block.checkpoint_mode = policy
+
+    def set_attention(self, impl: str) -> None:
+        if impl not in ("sdpa", "manual"):
+            raise ValueError(f"attention: expected sdpa or manual, found {impl!r}")
+        for block in self.transformer.blocks:
+            block.attention_impl = impl
 
     def num_params(self, include_embedding: bool = True) -> int:
         skip = {id(self.transformer.wte.weight)} if not include_embedding else set()

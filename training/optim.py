@@ -82,12 +82,16 @@ def param_groups(model: nn.Module, config: OptimizerConfig) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.AdamW:
+    """AdamW over OLMo's groups; `config.fused` picks torch's fused kernel (one launch for all
+    parameters' updates) instead of the default multi-tensor (foreach) implementation."""
+    kwargs = {} if config.fused is None else {"fused": config.fused}
     return torch.optim.AdamW(
         param_groups(model, config),
         lr=config.learning_rate,
         betas=config.betas,
         eps=config.eps,
         weight_decay=config.weight_decay,
+        **kwargs,
     )
 
 

@@ -35,10 +35,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_config
 from .data import DataOrder, MemMapDataset, token_files
+from .float8 import convert_to_float8, float8_supported
 from .model import OLMo
 from .optim import Scheduler, apply_hyperparameters, build_optimizer, clip_grad_norm
 
@@ -46,6 +48,14 @@ log = logging.getLogger("dolma_prep.training")
 
 # Dense bf16 peak FLOP/s per device, for MFU (SXM parts).
 PEAK_FLOPS = {"H200": 989.5e12, "H100": 989.5e12, "A100": 312e12}
+
+# `sdpa_backend` names -> the kernels torch.nn.attention.sdpa_kernel may choose from.
+SDPA_BACKENDS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "math": SDPBackend.MATH,
+}
 
 
 @dataclass
@@ -65,6 +75,13 @@ class Runtime:
 
 def init_runtime(device: str = "auto") -> Runtime:
     """Join torchrun's process group if launched by torchrun; otherwise a single process."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: expected auto, cpu or cuda, found {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():  # never fall back to the CPU silently
+        raise RuntimeError(
+            f"device=cuda was asked for, but torch {torch.__version__} sees no CUDA device "
+            f"(built with CUDA {torch.version.cuda}, {torch.cuda.device_count()} devices visible)"
+        )
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     owns = False
@@ -81,6 +98,14 @@ def init_runtime(device: str = "auto") -> Runtime:
         mesh = init_device_mesh(dev.type, (dist.get_world_size(),))
         return Runtime(dist.get_rank(), dist.get_world_size(), dev, mesh, owns)
     return Runtime(0, 1, dev, None, owns)
+
+
+def sdpa_context(backend: str | None) -> contextlib.AbstractContextManager:
+    """Restrict scaled_dot_product_attention to one kernel (`SDPA_BACKENDS`); when that kernel
+    cannot run the inputs, SDPA raises instead of falling back to another. None: torch picks."""
+    if backend is None:
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPA_BACKENDS[backend]])
 
 
 def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
@@ -100,7 +125,13 @@ def build_model(config: TrainConfig, rt: Runtime, dtype: torch.dtype) -> OLMo:
     draw the same numbers), so on CPU the full model is always initialised first."""
     with torch.device("meta"):
         model = OLMo(config.model)
-    model.activation_checkpointing = config.activation_checkpointing
+    model.set_activation_checkpointing(config.activation_checkpointing)
+    model.set_attention(config.attention)
+    if config.float8:
+        ok, why = float8_supported(rt.device)
+        if not ok:
+            raise RuntimeError(f"float8: not supported here: {why}")
+        convert_to_float8(model)
     init_sharded = config.init_device == "meta" and rt.mesh is not None and rt.device.type != "cpu"
 
     def materialise() -> None:
@@ -115,9 +146,10 @@ def build_model(config: TrainConfig, rt: Runtime, dtype: torch.dtype) -> OLMo:
             block.forward = torch.compile(block.forward)
     if rt.mesh is not None:
         mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
+        reshard = config.reshard_after_forward  # False keeps gathered weights from forward to backward
         for block in model.transformer.blocks:
-            fully_shard(block, mesh=rt.mesh, mp_policy=mp)
-        fully_shard(model, mesh=rt.mesh, mp_policy=mp)
+            fully_shard(block, mesh=rt.mesh, mp_policy=mp, reshard_after_forward=reshard)
+        fully_shard(model, mesh=rt.mesh, mp_policy=mp, reshard_after_forward=reshard)
     if init_sharded:
         materialise()
     return model
@@ -139,6 +171,11 @@ class Trainer:
         self.config = c = config
         self.rt = init_runtime(c.device)
         self.dtype = compute_dtype(c, self.rt.device)
+        if c.sdpa_backend is not None and (c.sdpa_backend not in SDPA_BACKENDS or c.attention != "sdpa"):
+            raise ValueError(
+                f"sdpa_backend: expected null or one of {', '.join(SDPA_BACKENDS)} with attention=sdpa, "
+                f"found {c.sdpa_backend!r} with attention={c.attention!r}"
+            )
         self.save_folder = Path(c.save_folder)
         self.dataset = MemMapDataset(token_files(c.data), c.model.max_sequence_length)
         self.order = DataOrder(
@@ -208,6 +245,9 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.rt.device.type, dtype=self.dtype)
 
+    def attention_kernels(self) -> contextlib.AbstractContextManager:
+        return sdpa_context(self.config.sdpa_backend)
+
     def train_step(self, batch: dict[str, torch.Tensor], tokens_after: int) -> dict[str, float]:
         c = self.config
         self.optimizer.zero_grad(set_to_none=True)
@@ -219,7 +259,7 @@ class Trainer:
         n_micro = input_ids.shape[0] // c.micro_batch_size
         total_loss = torch.zeros((), device=self.rt.device)
         for ids, lab in zip(input_ids.split(c.micro_batch_size), labels.split(c.micro_batch_size)):
-            with self.autocast():
+            with self.autocast(), self.attention_kernels():
                 logits = self.model(ids)
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), lab.flatten(), ignore_index=-100)
             loss = loss / n_micro
