@@ -277,6 +277,15 @@ def open_against(index: str, kind: str, explicit: dict, signature_params: tuple)
             "ids": ids, "versions": [v["version"] for v in m["versions"]]}
 
 
+def check_against(index: str, kind: str, explicit: dict) -> None:
+    """Refuse a missing index or parameters that differ from the index's (no Ray needed)."""
+    if kind == "minhash":
+        from .minhash import SIGNATURE_PARAMS as names
+    else:
+        names = ("key",)
+    open_against(index, kind, explicit, names)
+
+
 def _read_ids(path: str, lines: list[int]) -> dict[int, str | None]:
     """The ids at `lines` (0-based rows) of a docs file, reading only their row groups."""
     pf = io.parquet_file(path)

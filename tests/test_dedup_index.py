@@ -362,3 +362,120 @@ def test_bucket_task_rows_stay_flat_as_the_index_grows_4x(releases, tmp_path):
           f"peak {one['stages']['buckets']['peak_worker_rss_mb']} MB; 4x: {four['partitions']} tasks, max "
           f"{four['max_rows_per_bucket_task']} rows, peak {four['stages']['buckets']['peak_worker_rss_mb']} MB")
     assert four["stages"]["buckets"]["peak_worker_rss_mb"] < one["stages"]["buckets"]["peak_worker_rss_mb"] + 64
+
+
+# ----------------------------------------------------------------------------- mix file, CLI, S3
+
+
+def test_mix_file_dedup_against_index(releases, tmp_path):
+    """`dedup: {exact: {against: INDEX}, minhash: {against: INDEX}}` (relative to the mix file)
+    runs the dedup step against the index: the same marks as the direct calls."""
+    from dolma_prep.pipeline.mixfile import load_mix
+    from dolma_prep.pipeline.run import discover_shards
+    from dolma_prep.pipeline.stages.dedup import run_dedup
+
+    root, r1, r2 = releases
+    dindex.build(str(tmp_path / "idx"), r1, {"exact": {}, "minhash": {}})
+    data = tmp_path / "data" / "new"
+    data.mkdir(parents=True)
+    for i, p in enumerate(r2[-4:]):
+        shutil.copy(p, data / f"{i}.jsonl.gz")
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(f"name: m\ndata_root: {tmp_path / 'data'}\noutput: {tmp_path / 'out'}\n"
+                   "dedup:\n  exact: {against: idx}\n  minhash: {against: idx, memory_budget_mb: 512}\n"
+                   "sources:\n  - {name: new, documents: ['new/*.jsonl.gz']}\n")
+    m = load_mix(str(mix))
+    assert m.dedup.exact.against == str(tmp_path / "idx") and m.dedup.minhash["against"] == str(tmp_path / "idx")
+    shards = discover_shards(m)
+    res = run_dedup(m, shards, {"work": str(tmp_path / "work")})
+    direct_e = [(s.path, str(tmp_path / "de" / f"{i}.gz")) for i, s in enumerate(shards)]
+    direct_m = [(s.path, str(tmp_path / "dm" / f"{i}.gz")) for i, s in enumerate(shards)]
+    e = run_exact(direct_e, "exact_duplicates", str(tmp_path / "w1"), against=str(tmp_path / "idx"))
+    mh = run_minhash(direct_m, "minhash_duplicates", str(tmp_path / "w2"), against=str(tmp_path / "idx"),
+                     memory_budget_mb=512)
+    for kind, name, direct in (("exact", "exact_duplicates", direct_e), ("minhash", "minhash_duplicates", direct_m)):
+        staged = [read_attr(str(tmp_path / "out" / "attributes" / name / s.rel), name) for s in shards]
+        assert staged == [read_attr(o, name) for _, o in direct]
+    assert res["exact"]["matched_indexed"] == e["matched_indexed"] > 0
+    assert res["minhash"]["matched_indexed"] == mh["matched_indexed"] > e["matched_indexed"]
+
+
+def test_cli_index_build_info_add_and_dedup_against(releases, tmp_path):
+    root, r1, r2 = releases
+    idx = str(tmp_path / "idx")
+    docs = tmp_path / "rel2" / "documents"
+    docs.mkdir(parents=True)
+    shutil.copy(r2[-1], docs / "copies.jsonl.gz")
+    b = run_cli("index", "build", "--documents", *r1[:6], "--kinds", "exact,minhash", "--output", idx,
+                "--params", '{"minhash": {"bands": 20, "rows": 6}}', "--workers", "2")
+    assert b.returncode == 0, b.stderr
+    assert json.loads(b.stdout)["version"] == 1
+    info = run_cli("index", "info", idx)
+    n1 = sum(1 for p in r1[:6] for d in read_jsonl(p) if d)
+    assert info.returncode == 0 and f"1 version(s), {n1:,} documents" in info.stdout, info.stdout
+    assert "minhash: bands=20, hash_family=multiply_shift, ngram=5, num_perm=120, rows=6, seed=1" in info.stdout
+    bad = run_cli("dedup", "minhash", "--documents", str(docs / "*.jsonl.gz"), "--attribute", "mh", "--against", idx,
+                  "--params", '{"bands": 16}')
+    assert bad.returncode == 2 and "bands=16 (index: 20)" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    d = run_cli("dedup", "exact", "--documents", str(docs / "*.jsonl.gz"), "--attribute", "ex", "--against", idx,
+                "--workers", "2")
+    assert d.returncode == 0, d.stderr
+    attrs = read_attr(str(tmp_path / "rel2" / "attributes" / "ex" / "copies.jsonl.gz"), "ex")
+    old = {d["text"]: d["id"] for p in reversed(r1[:6]) for d in reversed(read_jsonl(p)) if d}
+    expect = [old.get(x["text"]) if x else None for x in read_jsonl(r2[-1])]
+    assert [a["attributes"].get("ex__matched_id", [[0, 0, None]])[0][2] for a in attrs] == expect
+    assert sum(e is not None for e in expect) >= 2
+    a = run_cli("index", "add", idx, "--documents", str(docs / "*.jsonl.gz"), "--workers", "2")
+    assert a.returncode == 0, a.stderr
+    info = json.loads(run_cli("index", "info", idx, "--json", "--verify").stdout)
+    assert [v["version"] for v in info["versions"]] == [1, 2] and info["checksum_errors"] == []
+    assert info["versions"][1]["corpus"] == [str(docs / "copies.jsonl.gz")]
+
+
+def test_index_on_s3(releases, tmp_path):
+    """Index and indexed documents on S3 (moto's server); dedup of local documents against it
+    equals the same dedup against a local index of local copies."""
+    s3fs = pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
+    import socket
+
+    root, r1, r2 = releases
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_ENDPOINT_URL": endpoint, "FSSPEC_S3_ENDPOINT_URL": endpoint}
+        fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="testing", secret="testing")
+        fs.mkdir("bucket")
+        local_r1 = tmp_path / "r1"
+        local_r1.mkdir()
+        for i, p in enumerate(r1[:6]):
+            fs.put(p, f"bucket/r1/{i}.jsonl.gz")
+            shutil.copy(p, local_r1 / f"{i}.jsonl.gz")
+        docs = tmp_path / "rel2" / "documents"
+        docs.mkdir(parents=True)
+        shutil.copy(r2[-1], docs / "copies.jsonl.gz")
+        b = run_cli("index", "build", "--documents", "s3://bucket/r1/*.jsonl.gz", "--output", "s3://bucket/idx",
+                    "--workers", "2", env=env)
+        assert b.returncode == 0, b.stderr
+        for kind in ("exact", "minhash"):
+            d = run_cli("dedup", kind, "--documents", str(docs / "*.jsonl.gz"), "--attribute", kind, "--against",
+                        "s3://bucket/idx", "--workers", "2", env=env)
+            assert d.returncode == 0, d.stderr
+        fs.invalidate_cache()
+        assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("bucket/idx")) == ["index.json", "v0001"]
+        assert not [p for p in fs.find("bucket/idx") if ".tmp-" in p or "_work" in p]
+    finally:
+        server.stop()
+    local_idx = str(tmp_path / "idx")
+    dindex.build(local_idx, sorted(str(p) for p in local_r1.glob("*.jsonl.gz")), {"exact": {}, "minhash": {}})
+    for kind, fn in (("exact", run_exact), ("minhash", run_minhash)):
+        out = str(tmp_path / f"local-{kind}.jsonl.gz")
+        stats = fn([(str(docs / "copies.jsonl.gz"), out)], kind, str(tmp_path / f"w-{kind}"), against=local_idx)
+        remote = read_attr(str(tmp_path / "rel2" / "attributes" / kind / "copies.jsonl.gz"), kind)
+        assert remote == read_attr(out, kind)
+        assert stats["matched_indexed"] > 0
