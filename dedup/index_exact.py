@@ -145,4 +145,5 @@ def run_exact_against(shards: list[tuple[str, str]], attribute: str, work_dir: s
             "index_rows_read": sum(r["index_rows_read"] for r in b),
             "max_rows_per_match_task": max((r["rows"] for r in b), default=0),
             "per_shard": [{"documents": s["documents"], "duplicates": s["duplicates"]} for s in c],
-            "partitions": parts, "stages": {"hash": summarise(a), "match": summarise(b), "write": summarise(c)}}
+            "partitions": parts, "peak_worker_rss_mb": max(summarise(x)["peak_worker_rss_mb"] for x in (a, b, c)),
+            "stages": {"hash": summarise(a), "match": summarise(b), "write": summarise(c)}}
