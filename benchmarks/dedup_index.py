@@ -17,7 +17,7 @@ Measured, for exact and MinHash (default 16 x 7, verification):
   all-pairs join of benchmarks/dedup.py);
 - the index grown 4x (three more versions: copies of release 1 under other names): rows per
   bucket task and peak worker RSS of the --against run at 1x and 4x.
-Results: benchmarks/_results/dedup_index.json and a table on stdout (for RESULTS.md).
+Results: benchmarks/_data/index/results.json and a table on stdout (for RESULTS.md).
 """
 
 from __future__ import annotations
@@ -170,8 +170,7 @@ def main() -> None:
                     "identical_marks_4x": marks(pairs(r2, "new-4x"), kind) == marks(new, kind)}
         res[kind] = row
         print(kind, json.dumps(row, indent=1), flush=True)
-    os.makedirs(os.path.join(HERE, "_results"), exist_ok=True)
-    with open(os.path.join(HERE, "_results", "dedup_index.json"), "w") as f:
+    with open(os.path.join(DATA, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
     print(f"{'kind':8s} {'joint s':>8s} {'build s':>8s} {'against s':>9s} {'ratio':>6s} {'same':>5s}")
     for kind in ("exact", "minhash"):
