@@ -40,7 +40,8 @@ from dolma_prep.pipeline.runtime import default_workers, run_tasks, summarise
 from . import components
 
 FORMAT = "dolma-prep-index/1"
-KINDS = ("exact", "minhash")
+KINDS = ("exact", "minhash", "ngram")
+DOC_KINDS = ("exact", "minhash")  # kinds whose matches name an indexed document (ids kept)
 MANIFEST = "index.json"
 # rows per part file of a sorted table (16 B per row: ~64 MB)
 PART_ROWS = 4 << 20
@@ -126,6 +127,9 @@ def _ranges(total_rows: int, workers: int) -> list[tuple[int, int, int | None]]:
 def _build_kind(kind: str, files: list[tuple[int, str]], params: dict, version_dir: str, work: str,
                 workers: int) -> tuple[list[dict], dict]:
     """Write one kind's sorted table for `files` [(g, path)]; return its parts and statistics."""
+    if kind == "ngram":
+        (r,) = run_tasks("index:ngram", _ngram_task, [([path for _, path in files], version_dir, params)])
+        return r["parts"], {"ngram": summarise([r])}
     if kind == "minhash":
         from . import minhash
 
@@ -162,6 +166,11 @@ def default_params(kind: str, params: dict | None) -> dict:
                               f"{', '.join(minhash.SIGNATURE_PARAMS)}")
         p = minhash.check_params({k: params.get(k, minhash.DEFAULTS[k]) for k in minhash.SIGNATURE_PARAMS})
         return {k: p[k] for k in minhash.SIGNATURE_PARAMS}
+    if kind == "ngram":
+        unknown = set(params) - {"ngram", "text_field"}
+        if unknown:
+            raise IndexError_(f"index ngram: unknown parameters {sorted(unknown)}; an index keeps ngram, text_field")
+        return {"ngram": int(params.get("ngram", 13)), "text_field": params.get("text_field", "text")}
     if kind == "exact":
         unknown = set(params) - {"key"}
         if unknown:
@@ -181,8 +190,10 @@ def _write_version(index: str, manifest: dict, documents: list[str], workers: in
     files = [(first_g + i, path) for i, path in enumerate(documents)]
     work = io.join(index, "_work", name)
     io.rmtree(work)
-    docs = run_tasks("index:docs", _docs_task, [(g, path, version_dir) for g, path in files], max_in_flight=workers)
-    tables, stages = {}, {"docs": summarise(docs)}
+    with_ids = any(k in DOC_KINDS for k in manifest["kinds"])
+    docs = run_tasks("index:docs", _docs_task, [(g, path, version_dir) for g, path in files],
+                     max_in_flight=workers) if with_ids else [{"lines": None, "documents": 0, "bytes": 0} for _ in files]
+    tables, stages = {}, {"docs": summarise(docs if with_ids else [])}
     for kind, params in manifest["kinds"].items():
         tables[kind], stages[kind] = _build_kind(kind, files, params, version_dir, io.join(work, kind), workers)
     io.rmtree(work)
@@ -190,11 +201,13 @@ def _write_version(index: str, manifest: dict, documents: list[str], workers: in
         "version": number,
         "dir": name,
         "files": [{"g": g, "path": path, "lines": d["lines"], "documents": d["documents"], "size": io.file_size(path),
-                   "ids": {"file": d["file"], "sha256": d["sha256"], "bytes": d["bytes"]}}
+                   **({"ids": {"file": d["file"], "sha256": d["sha256"], "bytes": d["bytes"]}} if with_ids else {})}
                   for (g, path), d in zip(files, docs)],
         "tables": tables,
         "documents": sum(d["documents"] for d in docs),
     }
+    if "ngram" in tables:  # what the evaluation registry's version holds
+        version["eval"] = next(t["eval"] for t in tables["ngram"] if "eval" in t)
     manifest["versions"].append(version)
     io.write_text_atomic(manifest_path(index), json.dumps(manifest, indent=1, sort_keys=True))
     return {"version": number, "documents": version["documents"], "files": len(files),
@@ -231,13 +244,14 @@ def info(index: str, verify: bool = False) -> dict:
     versions = []
     bad = []
     for v in m["versions"]:
-        entries = [f["ids"] for f in v["files"]] + [t for ts in v["tables"].values() for t in ts]
+        entries = [f["ids"] for f in v["files"] if "ids" in f] + [t for ts in v["tables"].values() for t in ts]
         if verify:
             for e in entries:
                 path = io.join(index, v["dir"], e["file"])
                 if not io.exists(path) or sha256_of(path) != e["sha256"]:
                     bad.append(path)
         versions.append({"version": v["version"], "files": len(v["files"]), "documents": v["documents"],
+                         **({"eval": v["eval"]} if "eval" in v else {}),
                          "rows": {k: sum(t["rows"] for t in ts) for k, ts in v["tables"].items()},
                          "bytes": sum(e["bytes"] for e in entries),
                          "corpus": [f["path"] for f in v["files"]]})
@@ -324,3 +338,75 @@ def render_info(out: dict) -> str:
     for path in out.get("checksum_errors", []):
         lines.append(f"  checksum mismatch or missing: {path}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- evaluation registry
+
+_NGRAM_FILES = ("eval-ngrams.npy", "eval-tasks.npy", "eval-names.json")
+
+
+def _ngram_task(paths: list[str], version_dir: str, params: dict) -> dict:
+    """One version of the evaluation registry: decontam's table of the evaluation items."""
+    from . import decontam
+
+    out = io.join(version_dir, "ngram")
+    ev = decontam._stage_eval(paths, out, params["ngram"], params["text_field"])
+    io.remove(io.join(out, "eval-prefilter.npy"))  # rebuilt from the merged table when used
+    parts = []
+    for name in _NGRAM_FILES:
+        data = io.read_bytes(io.join(out, name))
+        parts.append({"file": f"ngram/{name}", "rows": ev["eval_ngrams"] if name == "eval-ngrams.npy" else 0,
+                      "lo": 0, "hi": 0, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+    parts[0]["eval"] = {k: ev[k] for k in ("eval_items", "eval_items_too_short", "eval_ngrams", "tasks")}
+    return {"parts": parts}
+
+
+def open_registry(spec: str, explicit: dict) -> dict:
+    """INDEX or INDEX@V: the registry's versions 1..V (V default: the latest)."""
+    index, _, v = spec.rpartition("@") if "@" in spec.rsplit("/", 1)[-1] else (spec, "", "")
+    m = read_manifest(index)
+    if "ngram" not in m["kinds"]:
+        raise IndexError_(f"{index}: not an evaluation registry (it holds {', '.join(m['kinds'])}); build one with "
+                          "`dolma-prep index build --kinds ngram --documents EVAL_SETS... --output INDEX`")
+    own = m["kinds"]["ngram"]
+    differ = [f"{k}={explicit[k]!r} (index: {own[k]!r})" for k in ("ngram", "text_field")
+              if explicit.get(k) is not None and explicit[k] != own[k]]
+    if differ:
+        raise IndexError_(f"decontaminate against {index}: parameters differ from the registry's: {', '.join(differ)}")
+    latest = len(m["versions"])
+    try:
+        version = int(v) if v else latest
+    except ValueError:
+        raise IndexError_(f"{spec}: the version after @ must be a number, got {v!r}") from None
+    if not 1 <= version <= latest:
+        raise IndexError_(f"{spec}: the registry has versions 1..{latest}, not {version}")
+    used = m["versions"][:version]
+    return {"index": index, "version": version, "ngram": own["ngram"],
+            "dirs": [io.join(index, x["dir"], "ngram") for x in used],
+            "sources": [f["path"] for x in used for f in x["files"]],
+            "eval_items": sum(x["eval"]["eval_items"] for x in used),
+            "eval_items_too_short": sum(x["eval"]["eval_items_too_short"] for x in used)}
+
+
+def registry_task(reg: dict, work: str) -> dict:
+    """Merge versions 1..V into decontam's work table (task names united, bits remapped)."""
+    from . import decontam
+
+    names: list[str] = []
+    hs, ms = [], []
+    for d in reg["dirs"]:
+        own = io.read_json(io.join(d, "eval-names.json"))
+        h = io.load_npy(io.join(d, "eval-ngrams.npy"))
+        mask = io.load_npy(io.join(d, "eval-tasks.npy"))
+        remapped = np.zeros(len(mask), np.uint64)
+        for i, name in enumerate(own):
+            if name not in names:
+                names.append(name)
+            bit = np.uint64(1) << np.uint64(min(names.index(name), decontam.MAX_TASK_BITS))
+            remapped[(mask >> np.uint64(min(i, decontam.MAX_TASK_BITS))) & np.uint64(1) == 1] |= bit
+        hs.append(h)
+        ms.append(remapped)
+    n = decontam.write_table(work, np.concatenate(hs) if hs else np.empty(0, np.uint64),
+                             np.concatenate(ms) if ms else np.empty(0, np.uint64), names)
+    return {"eval_items": reg["eval_items"], "eval_items_too_short": reg["eval_items_too_short"], "eval_ngrams": n,
+            "tasks": names}

@@ -212,15 +212,20 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
         params["threshold"] = args.threshold
     if args.eval_sets:
         params["eval_sets"] = args.eval_sets
-    if args.against:
+    if args.against and args.kind == "decontaminate":  # an evaluation registry (index --kinds ngram)
+        from dolma_prep.dedup.index import open_registry
+
+        open_registry(args.against, params)  # before starting Ray: a wrong registry, version or parameter
+        params["eval_index"] = args.against
+    elif args.against:
         if args.kind not in ("exact", "minhash"):
-            raise InputError(f"dedup {args.kind}: --against is supported for exact and minhash")
+            raise InputError(f"dedup {args.kind}: --against is supported for exact, minhash and decontaminate")
         from dolma_prep.dedup.index import check_against
 
         check_against(args.against, args.kind, params)  # before starting Ray: a wrong index or parameter
         params["against"] = args.against
-    if args.kind == "decontaminate" and "eval_sets" not in params:
-        raise InputError("dedup decontaminate needs --eval-sets FILE_OR_GLOB...")
+    if args.kind == "decontaminate" and "eval_sets" not in params and "eval_index" not in params:
+        raise InputError("dedup decontaminate needs --eval-sets FILE_OR_GLOB... or --against REGISTRY[@VERSION]")
     from .mixfile import dedup_options
 
     params = dedup_options(args.kind, params, "--params")  # unknown keys and bad values named, exit 2
@@ -252,6 +257,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if args.action == "build":
         kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
         params = json.loads(args.params) if args.params else {}
+        if "ngram" in kinds and len(kinds) > 1:
+            raise InputError("index build: an evaluation registry (--kinds ngram) holds evaluation sets; build it "
+                             "apart from the exact/minhash index of a corpus")
         extra = set(params) - set(kinds)
         if extra:
             raise InputError(f"index build: --params names kinds not in --kinds: {', '.join(sorted(extra))}")
@@ -396,7 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--eval-sets", nargs="+", help="decontaminate: evaluation sets (JSONL/parquet files or globs)")
     dd.add_argument("--params", help='JSON of further parameters, e.g. {"bands": 9, "rows": 13}')
     dd.add_argument("--against", metavar="INDEX", help="exact, minhash: an index (`dolma-prep index build`); also mark "
-                                                       "documents that duplicate indexed ones, with the indexed id")
+                                                       "documents that duplicate indexed ones, with the indexed id. "
+                                                       "decontaminate: an evaluation registry (`index build --kinds "
+                                                       "ngram`), INDEX@V for its versions 1..V")
     dd.add_argument("--work-dir", "--scratch", dest="work_dir",
                     help="folder or URL for intermediate tables; every node must reach it "
                          "(default: <dataset>/_work/dedup/NAME)")
@@ -410,7 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     ixs = ix.add_subparsers(dest="action", required=True, metavar="ACTION")
     ib = ixs.add_parser("build", help="create INDEX (version 1) over documents")
     ib.add_argument("--documents", nargs="+", required=True, help="document files or globs")
-    ib.add_argument("--kinds", default="exact,minhash", help="comma-separated: exact, minhash (default: both)")
+    ib.add_argument("--kinds", default="exact,minhash",
+                    help="comma-separated: exact, minhash (default: both), or ngram (an evaluation registry for "
+                         "decontaminate: --documents are evaluation sets)")
     ib.add_argument("--output", required=True, metavar="INDEX", help="folder or URL of the new index")
     ib.add_argument("--params", help='JSON per kind, e.g. {"minhash": {"bands": 16, "rows": 7}, "exact": {"key": "text"}}')
     _add_ray_args(ib)

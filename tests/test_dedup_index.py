@@ -479,3 +479,47 @@ def test_index_on_s3(releases, tmp_path):
         remote = read_attr(str(tmp_path / "rel2" / "attributes" / kind / "copies.jsonl.gz"), kind)
         assert remote == read_attr(out, kind)
         assert stats["matched_indexed"] > 0
+
+
+# ----------------------------------------------------------------------------- evaluation registry
+
+
+def test_decontamination_registry_versions(tmp_path):
+    """Evaluation sets as a versioned index: version 1 (two sets), version 2 (a third). A
+    corpus checked against "registry v1" / "v2" gets the spans of a direct run over the same
+    evaluation files, and contaminated lines record the registry version."""
+    from dolma_prep.dedup.decontam import run_decontaminate
+
+    ev = os.path.join(ROOT, "tests", "fixtures", "dedup", "eval")
+    v1 = [os.path.join(ev, "arc_challenge.jsonl.gz"), os.path.join(ev, "arc_easy.jsonl.gz")]
+    v2 = [os.path.join(ev, "boolq.jsonl.gz")]
+    reg = str(tmp_path / "registry")
+    dindex.build(reg, v1, {"ngram": {}})
+    dindex.add(reg, v2)
+    info = dindex.info(reg, verify=True)
+    assert [v["eval"]["tasks"] for v in info["versions"]] == [["arc_challenge", "arc_easy"], ["boolq"]]
+    assert info["checksum_errors"] == []
+    docs = sorted(glob.glob(os.path.join(SAMPLE, "flan", "*.jsonl.gz"))) + sorted(
+        glob.glob(os.path.join(SAMPLE, "wiki", "*.jsonl.gz")))
+    for version, files in ((1, v1), (2, v1 + v2)):
+        direct = pairs_for(docs, str(tmp_path / f"direct-{version}"))
+        d = run_decontaminate(direct, "dc", str(tmp_path / "w"), eval_sets=files)
+        viareg = pairs_for(docs, str(tmp_path / f"registry-{version}"))
+        spec = reg if version == 2 else f"{reg}@1"
+        r = run_decontaminate(viareg, "dc", str(tmp_path / "w"), eval_index=spec)
+        assert r["documents_per_task"] == d["documents_per_task"] and r["eval_registry_version"] == version
+        assert sum(r["documents_per_task"].values()) > 0
+        contaminated = 0
+        for (_, a), (_, b) in zip(direct, viareg):
+            for x, y in zip(read_attr(a, "dc"), read_attr(b, "dc")):
+                assert y["attributes"]["dc"] == x["attributes"]["dc"]
+                if x["attributes"]["dc"]:
+                    contaminated += 1
+                    assert y["attributes"]["dc__eval_version"][0][2] == version
+                else:
+                    assert set(y["attributes"]) == {"dc"}
+        assert contaminated == r["contaminated_documents"] == d["contaminated_documents"]
+    with pytest.raises(InputError, match=r"ngram=8 \(index: 13\)"):
+        run_decontaminate(pairs_for(docs[:1], str(tmp_path / "x")), "dc", str(tmp_path / "w"), eval_index=reg, ngram=8)
+    with pytest.raises(InputError, match=r"versions 1\.\.2, not 3"):
+        run_decontaminate(pairs_for(docs[:1], str(tmp_path / "x")), "dc", str(tmp_path / "w"), eval_index=f"{reg}@3")
