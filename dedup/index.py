@@ -40,8 +40,8 @@ from dolma_prep.pipeline.runtime import default_workers, run_tasks, summarise
 from . import components
 
 FORMAT = "dolma-prep-index/1"
-KINDS = ("exact", "minhash", "ngram")
-DOC_KINDS = ("exact", "minhash")  # kinds whose matches name an indexed document (ids kept)
+KINDS = ("exact", "minhash", "paragraphs", "ngram")
+DOC_KINDS = ("exact", "minhash", "paragraphs")  # kinds whose matches name an indexed document (ids kept)
 MANIFEST = "index.json"
 # rows per part file of a sorted table (16 B per row: ~64 MB)
 PART_ROWS = 4 << 20
@@ -96,6 +96,21 @@ def _docs_task(g: int, doc_path: str, out: str) -> dict:
             "file": f"docs/f{g:06d}.parquet", **entry}
 
 
+def _paragraph_keys_task(g: int, doc_path: str, work: str, params: dict) -> dict:
+    """The distinct paragraph n-gram keys of one file (as the paragraph deduper makes them), as a
+    sorted run."""
+    from . import paragraphs
+
+    p = {**paragraphs.DEFAULTS, **params, "bloom_partitions": 1}
+    tmp = io.join(work, "tmp", str(g))
+    paragraphs._stage_keys(0, doc_path, tmp, p)
+    keys = np.unique(io.load_npy(io.join(tmp, "keys-0-0.npy")))
+    io.rmtree(tmp)
+    io.write_parquet(io.join(work, "runs", f"run-{g}.parquet"), pa.table({"key": pa.array(keys, pa.uint64())}),
+                     compression="none", row_group_size=components.ROW_GROUP)
+    return {"keys": int(len(keys))}
+
+
 def _compact_task(i: int, lo: int, hi: int | None, runs_glob: str, key: str, columns: list[str], first_only: bool,
                   out_path: str) -> dict:
     """One key range of sorted runs -> one part file, sorted by (key columns, ref)."""
@@ -130,7 +145,12 @@ def _build_kind(kind: str, files: list[tuple[int, str]], params: dict, version_d
     if kind == "ngram":
         (r,) = run_tasks("index:ngram", _ngram_task, [([path for _, path in files], version_dir, params)])
         return r["parts"], {"ngram": summarise([r])}
-    if kind == "minhash":
+    if kind == "paragraphs":
+        res = run_tasks("index:paragraph-keys", _paragraph_keys_task, [(g, path, work, params) for g, path in files],
+                        max_in_flight=workers)
+        rows = sum(r["keys"] for r in res)
+        runs, key, columns, first_only = io.join(work, "runs", "run-*.parquet"), "key", ["key"], True
+    elif kind == "minhash":
         from . import minhash
 
         p = minhash.plan(minhash.check_params(dict(params)), workers)
@@ -138,7 +158,7 @@ def _build_kind(kind: str, files: list[tuple[int, str]], params: dict, version_d
                         [(g, path, work, p) for g, path in files], max_in_flight=workers)
         rows = sum(r["signed"] for r in res) * p["bands"]
         runs, key, columns, first_only = io.join(work, "rows", "run-*.parquet"), "key", ["key", "ref"], False
-    else:
+    elif kind == "exact":
         from . import index_exact
 
         res = run_tasks("index:exact-hashes", index_exact.hash_task,
@@ -171,6 +191,14 @@ def default_params(kind: str, params: dict | None) -> dict:
         if unknown:
             raise IndexError_(f"index ngram: unknown parameters {sorted(unknown)}; an index keeps ngram, text_field")
         return {"ngram": int(params.get("ngram", 13)), "text_field": params.get("text_field", "text")}
+    if kind == "paragraphs":
+        from . import paragraphs
+
+        unknown = set(params) - set(paragraphs.KEY_PARAMS)
+        if unknown:
+            raise IndexError_(f"index paragraphs: unknown parameters {sorted(unknown)}; an index keeps "
+                              f"{', '.join(paragraphs.KEY_PARAMS)}")
+        return {k: params.get(k, paragraphs.DEFAULTS[k]) for k in paragraphs.KEY_PARAMS}
     if kind == "exact":
         unknown = set(params) - {"key"}
         if unknown:
@@ -295,6 +323,8 @@ def check_against(index: str, kind: str, explicit: dict) -> None:
     """Refuse a missing index or parameters that differ from the index's (no Ray needed)."""
     if kind == "minhash":
         from .minhash import SIGNATURE_PARAMS as names
+    elif kind == "paragraphs":
+        from .paragraphs import KEY_PARAMS as names
     else:
         names = ("key",)
     open_against(index, kind, explicit, names)

@@ -218,8 +218,9 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
         open_registry(args.against, params)  # before starting Ray: a wrong registry, version or parameter
         params["eval_index"] = args.against
     elif args.against:
-        if args.kind not in ("exact", "minhash"):
-            raise InputError(f"dedup {args.kind}: --against is supported for exact, minhash and decontaminate")
+        if args.kind not in ("exact", "minhash", "paragraphs"):
+            raise InputError(f"dedup {args.kind}: --against is supported for exact, paragraphs, minhash and "
+                             "decontaminate")
         from dolma_prep.dedup.index import check_against
 
         check_against(args.against, args.kind, params)  # before starting Ray: a wrong index or parameter
@@ -403,8 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--threshold", type=float, help="similarity / overlap threshold of the kind")
     dd.add_argument("--eval-sets", nargs="+", help="decontaminate: evaluation sets (JSONL/parquet files or globs)")
     dd.add_argument("--params", help='JSON of further parameters, e.g. {"bands": 9, "rows": 13}')
-    dd.add_argument("--against", metavar="INDEX", help="exact, minhash: an index (`dolma-prep index build`); also mark "
-                                                       "documents that duplicate indexed ones, with the indexed id. "
+    dd.add_argument("--against", metavar="INDEX", help="exact, minhash, paragraphs: an index (`dolma-prep index build`); "
+                                                       "also mark duplicates of indexed documents (exact, minhash: "
+                                                       "with the indexed id). "
                                                        "decontaminate: an evaluation registry (`index build --kinds "
                                                        "ngram`), INDEX@V for its versions 1..V")
     dd.add_argument("--work-dir", "--scratch", dest="work_dir",
@@ -421,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     ib = ixs.add_parser("build", help="create INDEX (version 1) over documents")
     ib.add_argument("--documents", nargs="+", required=True, help="document files or globs")
     ib.add_argument("--kinds", default="exact,minhash",
-                    help="comma-separated: exact, minhash (default: both), or ngram (an evaluation registry for "
+                    help="comma-separated: exact, minhash (default: both), paragraphs, or ngram (an evaluation registry for "
                          "decontaminate: --documents are evaluation sets)")
     ib.add_argument("--output", required=True, metavar="INDEX", help="folder or URL of the new index")
     ib.add_argument("--params", help='JSON per kind, e.g. {"minhash": {"bands": 16, "rows": 7}, "exact": {"key": "text"}}')

@@ -523,3 +523,28 @@ def test_decontamination_registry_versions(tmp_path):
         run_decontaminate(pairs_for(docs[:1], str(tmp_path / "x")), "dc", str(tmp_path / "w"), eval_index=reg, ngram=8)
     with pytest.raises(InputError, match=r"versions 1\.\.2, not 3"):
         run_decontaminate(pairs_for(docs[:1], str(tmp_path / "x")), "dc", str(tmp_path / "w"), eval_index=f"{reg}@3")
+
+
+# ----------------------------------------------------------------------------- paragraphs
+
+
+def test_paragraphs_against_index_equals_joint_dedup_restricted_to_release_2(releases, tmp_path):
+    from dolma_prep.dedup.paragraphs import run_paragraphs
+
+    root, r1, r2 = releases
+    idx = str(tmp_path / "index")
+    dindex.build(idx, r1, {"paragraphs": {}})
+    joint = pairs_for(r1 + r2, str(tmp_path / "joint"))
+    run_paragraphs(joint, "bff", str(tmp_path / "wj"), false_positive_rate=1e-9)
+    new = pairs_for(r2, str(tmp_path / "new"))
+    stats = run_paragraphs(new, "bff", str(tmp_path / "wn"), false_positive_rate=1e-9, against=idx)
+    got = marks(new, "bff")
+    assert got == marks(joint[len(r1):], "bff")
+    assert sum(len(s) for f in got for s in f) == stats["duplicate_paragraphs"] > 100
+    assert stats["keys_in_index"] > 0 and stats["index_versions"] == [1]
+    info = dindex.info(idx)
+    # the index holds every distinct paragraph key of release 1: what a run over release 1 inserts
+    own = run_paragraphs(pairs_for(r1, str(tmp_path / "r1")), "bff", str(tmp_path / "w1"), false_positive_rate=1e-9)
+    assert info["versions"][0]["rows"]["paragraphs"] == own["keys"] - own["keys_seen_before"]
+    with pytest.raises(InputError, match=r"ngram_length=8 \(index: 13\)"):
+        run_paragraphs(new, "bff", str(tmp_path / "wx"), against=idx, ngram_length=8)
