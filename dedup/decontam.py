@@ -261,7 +261,7 @@ def run_decontaminate(
     work = io.join(work_dir, "decontaminate")
     io.rmtree(work)
     if p["eval_index"]:  # the registry's versions 1..V merged into one table
-        from .index import open_registry, registry_task
+        from .registry import open_registry, registry_task
 
         reg = open_registry(p["eval_index"], params)
         p["ngram"], p["registry_version"] = reg["ngram"], reg["version"]

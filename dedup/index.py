@@ -2,8 +2,9 @@
 
 `build(index, documents, kinds)` writes version 1; `add(index, documents)` writes the next
 version without touching the files of earlier ones; `info(index)` reads the manifest. A dedup
-run `--against INDEX` (exact.py, minhash.py) marks new documents that duplicate an indexed one
-(with its id and version) as well as each other, reading the index by key range.
+run `--against INDEX` (exact: index_exact.py; minhash.py; paragraphs.py) marks new documents
+(paragraphs) that duplicate indexed ones (exact, minhash: with the indexed id and version) as
+well as each other, reading the index by key range.
 
 Layout (any fsspec storage)::
 
@@ -11,6 +12,8 @@ Layout (any fsspec storage)::
     INDEX/v0001/docs/f000000.parquet  the ids of indexed file 0, one row per line (row = line)
     INDEX/v0001/exact/part-00000.parquet    (h0, h1, ref) sorted by h0; first of each hash
     INDEX/v0001/minhash/part-00000.parquet  (key, ref) LSH band keys sorted by key
+    INDEX/v0001/paragraphs/part-00000.parquet  (key) distinct paragraph n-gram keys, sorted
+    INDEX/v0001/ngram/eval-*.npy      an evaluation registry's table (registry.py)
 
 A document is ref = g << 32 | position, where g numbers the indexed files across all versions
 (version 1's files first) and position counts every line from 0. New documents deduped against
@@ -47,7 +50,7 @@ MANIFEST = "index.json"
 PART_ROWS = 4 << 20
 
 
-class IndexError_(io.InputError):
+class IndexInputError(io.InputError):
     """A user error about an index (missing, mismatched parameters, changed corpus)."""
 
 
@@ -58,11 +61,11 @@ def manifest_path(index: str) -> str:
 def read_manifest(index: str) -> dict:
     path = manifest_path(index)
     if not io.exists(path):
-        raise IndexError_(f"{index}: no dedup index here ({MANIFEST} not found); create one with "
+        raise IndexInputError(f"{index}: no dedup index here ({MANIFEST} not found); create one with "
                           "`dolma-prep index build --documents ... --output INDEX`")
     m = io.read_json(path)
     if m.get("format") != FORMAT:
-        raise IndexError_(f"{path}: format {m.get('format')!r}, expected {FORMAT!r}")
+        raise IndexInputError(f"{path}: format {m.get('format')!r}, expected {FORMAT!r}")
     return m
 
 
@@ -143,6 +146,8 @@ def _build_kind(kind: str, files: list[tuple[int, str]], params: dict, version_d
                 workers: int) -> tuple[list[dict], dict]:
     """Write one kind's sorted table for `files` [(g, path)]; return its parts and statistics."""
     if kind == "ngram":
+        from .registry import ngram_task as _ngram_task
+
         (r,) = run_tasks("index:ngram", _ngram_task, [([path for _, path in files], version_dir, params)])
         return r["parts"], {"ngram": summarise([r])}
     if kind == "paragraphs":
@@ -182,29 +187,30 @@ def default_params(kind: str, params: dict | None) -> dict:
 
         unknown = set(params) - set(minhash.SIGNATURE_PARAMS)
         if unknown:
-            raise IndexError_(f"index minhash: unknown parameters {sorted(unknown)}; an index keeps "
-                              f"{', '.join(minhash.SIGNATURE_PARAMS)}")
+            raise IndexInputError(f"index minhash: unknown parameters {sorted(unknown)}; an index keeps "
+                                  f"{', '.join(minhash.SIGNATURE_PARAMS)}")
         p = minhash.check_params({k: params.get(k, minhash.DEFAULTS[k]) for k in minhash.SIGNATURE_PARAMS})
         return {k: p[k] for k in minhash.SIGNATURE_PARAMS}
     if kind == "ngram":
         unknown = set(params) - {"ngram", "text_field"}
         if unknown:
-            raise IndexError_(f"index ngram: unknown parameters {sorted(unknown)}; an index keeps ngram, text_field")
+            raise IndexInputError(f"index ngram: unknown parameters {sorted(unknown)}; a registry keeps ngram, "
+                                  "text_field")
         return {"ngram": int(params.get("ngram", 13)), "text_field": params.get("text_field", "text")}
     if kind == "paragraphs":
         from . import paragraphs
 
         unknown = set(params) - set(paragraphs.KEY_PARAMS)
         if unknown:
-            raise IndexError_(f"index paragraphs: unknown parameters {sorted(unknown)}; an index keeps "
-                              f"{', '.join(paragraphs.KEY_PARAMS)}")
+            raise IndexInputError(f"index paragraphs: unknown parameters {sorted(unknown)}; an index keeps "
+                                  f"{', '.join(paragraphs.KEY_PARAMS)}")
         return {k: params.get(k, paragraphs.DEFAULTS[k]) for k in paragraphs.KEY_PARAMS}
     if kind == "exact":
         unknown = set(params) - {"key"}
         if unknown:
-            raise IndexError_(f"index exact: unknown parameters {sorted(unknown)}; an index keeps key")
+            raise IndexInputError(f"index exact: unknown parameters {sorted(unknown)}; an index keeps key")
         return {"key": params.get("key", "text")}
-    raise IndexError_(f"index: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    raise IndexInputError(f"index: unknown kind {kind!r}; known: {', '.join(KINDS)}")
 
 
 def _write_version(index: str, manifest: dict, documents: list[str], workers: int | None) -> dict:
@@ -224,7 +230,7 @@ def _write_version(index: str, manifest: dict, documents: list[str], workers: in
     tables, stages = {}, {"docs": summarise(docs if with_ids else [])}
     for kind, params in manifest["kinds"].items():
         tables[kind], stages[kind] = _build_kind(kind, files, params, version_dir, io.join(work, kind), workers)
-    io.rmtree(work)
+    io.rmtree(io.join(index, "_work"))
     version = {
         "version": number,
         "dir": name,
@@ -249,9 +255,9 @@ def _write_version(index: str, manifest: dict, documents: list[str], workers: in
 def build(index: str, documents: list[str], kinds: dict[str, dict], workers: int | None = None) -> dict:
     """Create INDEX with version 1 over `documents`; `kinds` maps each kind to its parameters."""
     if io.exists(manifest_path(index)):
-        raise IndexError_(f"{index}: an index already exists here; add a release with `dolma-prep index add`")
+        raise IndexInputError(f"{index}: an index already exists here; add a release with `dolma-prep index add`")
     if not kinds:
-        raise IndexError_("index build: no kinds given")
+        raise IndexInputError("index build: no kinds given")
     manifest = {"format": FORMAT, "kinds": {k: default_params(k, p) for k, p in kinds.items()}, "versions": []}
     return _write_version(index, manifest, documents, workers)
 
@@ -262,7 +268,7 @@ def add(index: str, documents: list[str], workers: int | None = None) -> dict:
     known = {f["path"] for v in manifest["versions"] for f in v["files"]}
     again = [d for d in documents if d in known]
     if again:
-        raise IndexError_(f"{index}: {again[0]} is already indexed ({len(again)} file(s) given again)")
+        raise IndexInputError(f"{index}: {again[0]} is already indexed ({len(again)} file(s) given again)")
     return _write_version(index, manifest, documents, workers)
 
 
@@ -298,13 +304,13 @@ def open_against(index: str, kind: str, explicit: dict, signature_params: tuple)
     given explicitly that differ from the index's are refused."""
     m = read_manifest(index)
     if kind not in m["kinds"]:
-        raise IndexError_(f"{index}: the index has no {kind} tables (it holds {', '.join(m['kinds'])}); "
+        raise IndexInputError(f"{index}: the index has no {kind} tables (it holds {', '.join(m['kinds'])}); "
                           f"add them with a new `index build --kinds {kind}`")
     own = m["kinds"][kind]
     differ = [f"{k}={explicit[k]!r} (index: {own[k]!r})" for k in signature_params
               if explicit.get(k) is not None and explicit[k] != own[k]]
     if differ:
-        raise IndexError_(f"dedup {kind} --against {index}: parameters differ from the index's: {', '.join(differ)}. "
+        raise IndexInputError(f"dedup {kind} --against {index}: parameters differ from the index's: {', '.join(differ)}. "
                           f"The index was built with {', '.join(f'{k}={v!r}' for k, v in own.items())}; drop these "
                           "parameters (the index's are used) or build an index with them")
     tables, documents, ids = [], [], []
@@ -368,75 +374,3 @@ def render_info(out: dict) -> str:
     for path in out.get("checksum_errors", []):
         lines.append(f"  checksum mismatch or missing: {path}")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------- evaluation registry
-
-_NGRAM_FILES = ("eval-ngrams.npy", "eval-tasks.npy", "eval-names.json")
-
-
-def _ngram_task(paths: list[str], version_dir: str, params: dict) -> dict:
-    """One version of the evaluation registry: decontam's table of the evaluation items."""
-    from . import decontam
-
-    out = io.join(version_dir, "ngram")
-    ev = decontam._stage_eval(paths, out, params["ngram"], params["text_field"])
-    io.remove(io.join(out, "eval-prefilter.npy"))  # rebuilt from the merged table when used
-    parts = []
-    for name in _NGRAM_FILES:
-        data = io.read_bytes(io.join(out, name))
-        parts.append({"file": f"ngram/{name}", "rows": ev["eval_ngrams"] if name == "eval-ngrams.npy" else 0,
-                      "lo": 0, "hi": 0, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
-    parts[0]["eval"] = {k: ev[k] for k in ("eval_items", "eval_items_too_short", "eval_ngrams", "tasks")}
-    return {"parts": parts}
-
-
-def open_registry(spec: str, explicit: dict) -> dict:
-    """INDEX or INDEX@V: the registry's versions 1..V (V default: the latest)."""
-    index, _, v = spec.rpartition("@") if "@" in spec.rsplit("/", 1)[-1] else (spec, "", "")
-    m = read_manifest(index)
-    if "ngram" not in m["kinds"]:
-        raise IndexError_(f"{index}: not an evaluation registry (it holds {', '.join(m['kinds'])}); build one with "
-                          "`dolma-prep index build --kinds ngram --documents EVAL_SETS... --output INDEX`")
-    own = m["kinds"]["ngram"]
-    differ = [f"{k}={explicit[k]!r} (index: {own[k]!r})" for k in ("ngram", "text_field")
-              if explicit.get(k) is not None and explicit[k] != own[k]]
-    if differ:
-        raise IndexError_(f"decontaminate against {index}: parameters differ from the registry's: {', '.join(differ)}")
-    latest = len(m["versions"])
-    try:
-        version = int(v) if v else latest
-    except ValueError:
-        raise IndexError_(f"{spec}: the version after @ must be a number, got {v!r}") from None
-    if not 1 <= version <= latest:
-        raise IndexError_(f"{spec}: the registry has versions 1..{latest}, not {version}")
-    used = m["versions"][:version]
-    return {"index": index, "version": version, "ngram": own["ngram"],
-            "dirs": [io.join(index, x["dir"], "ngram") for x in used],
-            "sources": [f["path"] for x in used for f in x["files"]],
-            "eval_items": sum(x["eval"]["eval_items"] for x in used),
-            "eval_items_too_short": sum(x["eval"]["eval_items_too_short"] for x in used)}
-
-
-def registry_task(reg: dict, work: str) -> dict:
-    """Merge versions 1..V into decontam's work table (task names united, bits remapped)."""
-    from . import decontam
-
-    names: list[str] = []
-    hs, ms = [], []
-    for d in reg["dirs"]:
-        own = io.read_json(io.join(d, "eval-names.json"))
-        h = io.load_npy(io.join(d, "eval-ngrams.npy"))
-        mask = io.load_npy(io.join(d, "eval-tasks.npy"))
-        remapped = np.zeros(len(mask), np.uint64)
-        for i, name in enumerate(own):
-            if name not in names:
-                names.append(name)
-            bit = np.uint64(1) << np.uint64(min(names.index(name), decontam.MAX_TASK_BITS))
-            remapped[(mask >> np.uint64(min(i, decontam.MAX_TASK_BITS))) & np.uint64(1) == 1] |= bit
-        hs.append(h)
-        ms.append(remapped)
-    n = decontam.write_table(work, np.concatenate(hs) if hs else np.empty(0, np.uint64),
-                             np.concatenate(ms) if ms else np.empty(0, np.uint64), names)
-    return {"eval_items": reg["eval_items"], "eval_items_too_short": reg["eval_items_too_short"], "eval_ngrams": n,
-            "tasks": names}

@@ -213,7 +213,7 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
     if args.eval_sets:
         params["eval_sets"] = args.eval_sets
     if args.against and args.kind == "decontaminate":  # an evaluation registry (index --kinds ngram)
-        from dolma_prep.dedup.index import open_registry
+        from dolma_prep.dedup.registry import open_registry
 
         open_registry(args.against, params)  # before starting Ray: a wrong registry, version or parameter
         params["eval_index"] = args.against

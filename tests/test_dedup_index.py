@@ -299,6 +299,7 @@ def test_index_add_keeps_old_versions_and_info_reports_them(releases, tmp_path):
     manifest_v1 = json.load(open(os.path.join(idx, "index.json")))
     added = dindex.add(idx, r2)
     assert added["version"] == 2
+    assert sorted(os.listdir(idx)) == ["index.json", "v0001", "v0002"]  # no work files left
     assert file_hashes(os.path.join(idx, "v0001")) == before  # old shards untouched
     m = json.load(open(os.path.join(idx, "index.json")))
     assert m["versions"][0] == manifest_v1["versions"][0]
