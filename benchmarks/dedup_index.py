@@ -9,12 +9,14 @@ inside each file). Release 1 = the first half of the files; release 2 = the seco
 one file of 3,000 near-copies of random release-1 documents (0-10% of words replaced, Jaccard
 ~0.4-1.0) and 500 exact copies, so that release 2 really duplicates release 1.
 
-Measured, for exact and MinHash (default 16 x 7, verification):
+Measured, for exact, paragraphs (false_positive_rate 1e-9 in both runs) and MinHash (default
+16 x 7, verification):
 - the joint run over release 1 + release 2 (wall seconds, task CPU seconds);
 - `index build` over release 1 (paid once per release), then dedup of release 2 `--against`;
-- equality of the marks on release 2 (exact: identical; MinHash: identical, and document-level
+- equality of the marks on release 2 (exact, paragraphs: identical; MinHash: identical, and document-level
   precision/recall of the marks against the exact Jaccard >= 0.8 answer, computed by the
-  all-pairs join of benchmarks/dedup.py);
+  all-pairs join of benchmarks/dedup.py); MinHash verification scratch (candidate documents'
+  shingle sets) against the store of every document's shingle set it replaces;
 - the index grown 4x (three more versions: copies of release 1 under other names): rows per
   bucket task and peak worker RSS of the --against run at 1x and 4x.
 Results: benchmarks/_data/index/results.json and a table on stdout (for RESULTS.md).
@@ -78,10 +80,11 @@ def _digest(paths) -> str:
 
 
 def marks(pairs, name):
+    """Per file, per line: the attribute's spans (the kind's own key)."""
     out = []
     for _, o in pairs:
         with gzip.open(o, "rt", encoding="utf-8") as f:
-            out.append([bool(json.loads(line)["attributes"][name]) for line in f])
+            out.append([json.loads(line)["attributes"][name] for line in f])
     return out
 
 
@@ -111,6 +114,7 @@ def main() -> None:
     from dolma_prep.dedup import index as dindex
     from dolma_prep.dedup.exact import run_exact
     from dolma_prep.dedup.minhash import run_minhash
+    from dolma_prep.dedup.paragraphs import run_paragraphs
 
     if args.documents:
         import glob
@@ -131,7 +135,10 @@ def main() -> None:
         return [(p, os.path.join(work, tag, f"{i:03d}.jsonl.gz")) for i, p in enumerate(paths)]
 
     mh = {"memory_budget_mb": args.budget}
-    for kind, fn, params, ikind in (("exact", run_exact, {}, {"exact": {}}), ("minhash", run_minhash, mh, {"minhash": {}})):
+    para = {"false_positive_rate": 1e-9}  # no Bloom false positive in either run: the spans must be identical
+    for kind, fn, params, ikind in (("exact", run_exact, {}, {"exact": {}}),
+                                    ("paragraphs", run_paragraphs, para, {"paragraphs": {}}),
+                                    ("minhash", run_minhash, mh, {"minhash": {}})):
         joint = pairs(r1 + r2, f"joint-{kind}")
         js, jw = timed(fn, joint, kind, os.path.join(work, "w"), **params)
         idx = os.path.join(work, f"index-{kind}")
@@ -141,8 +148,8 @@ def main() -> None:
         same = marks(joint[len(r1):], kind) == marks(new, kind)
         row = {"joint_wall_s": jw, "joint_task_s": cost(js), "build_wall_s": bw, "against_wall_s": nw,
                "against_task_s": cost(ns), "wall_ratio": round(nw / jw, 3), "task_ratio": round(cost(ns) / cost(js), 3),
-               "identical_marks": same, "duplicates_release2": ns["duplicates"],
-               "matched_indexed": ns["matched_indexed"], "against_peak_rss_mb": ns.get("peak_worker_rss_mb")}
+               "identical_marks": same, "duplicates_release2": ns.get("duplicates", ns.get("duplicate_paragraphs")),
+               "matched_indexed": ns.get("matched_indexed"), "against_peak_rss_mb": ns.get("peak_worker_rss_mb")}
         if kind == "minhash":
             truth = bench.exact_pairs(r1 + r2)
             dup = {b for (a, b) in truth if b[0] >= len(r1)}  # pairs are (earlier, later)
@@ -150,6 +157,10 @@ def main() -> None:
             tp = len(found & dup)
             row |= {"doc_precision": round(tp / max(1, len(found)), 4), "doc_recall": round(tp / max(1, len(dup)), 4),
                     "candidate_documents": ns["candidate_documents"], "verify_store_bytes": ns["verify_store_bytes"],
+                    "joint_candidate_documents": js["candidate_documents"],
+                    "joint_verify_store_bytes": js["verify_store_bytes"],
+                    # what the former store of every document's shingle set would take (u32 per distinct shingle)
+                    "joint_all_documents_store_bytes": 4 * sum(len(x) for x in bench._doc_shingles(r1 + r2)[1]),
                     "max_rows_per_bucket_task_1x": ns["max_rows_per_bucket_task"],
                     "bucket_peak_rss_mb_1x": ns["stages"]["buckets"]["peak_worker_rss_mb"]}
             # the index grown 4x: three more versions (release 1 copied under other names)
@@ -172,10 +183,10 @@ def main() -> None:
         print(kind, json.dumps(row, indent=1), flush=True)
     with open(os.path.join(DATA, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
-    print(f"{'kind':8s} {'joint s':>8s} {'build s':>8s} {'against s':>9s} {'ratio':>6s} {'same':>5s}")
-    for kind in ("exact", "minhash"):
+    print(f"{'kind':10s} {'joint s':>8s} {'build s':>8s} {'against s':>9s} {'ratio':>6s} {'same':>5s}")
+    for kind in ("exact", "paragraphs", "minhash"):
         r = res[kind]
-        print(f"{kind:8s} {r['joint_wall_s']:8.1f} {r['build_wall_s']:8.1f} {r['against_wall_s']:9.1f} "
+        print(f"{kind:10s} {r['joint_wall_s']:8.1f} {r['build_wall_s']:8.1f} {r['against_wall_s']:9.1f} "
               f"{r['wall_ratio']:6.2f} {str(r['identical_marks']):>5s}")
 
 
