@@ -386,7 +386,7 @@ def test_mix_file_dedup_against_index(releases, tmp_path):
                    "dedup:\n  exact: {against: idx}\n  minhash: {against: idx, memory_budget_mb: 512}\n"
                    "sources:\n  - {name: new, documents: ['new/*.jsonl.gz']}\n")
     m = load_mix(str(mix))
-    assert m.dedup.exact.against == str(tmp_path / "idx") and m.dedup.minhash["against"] == str(tmp_path / "idx")
+    assert m.dedup.exact.against == str(tmp_path / "idx") and m.dedup.minhash.against == str(tmp_path / "idx")
     shards = discover_shards(m)
     res = run_dedup(m, shards, {"work": str(tmp_path / "work")})
     direct_e = [(s.path, str(tmp_path / "de" / f"{i}.gz")) for i, s in enumerate(shards)]
