@@ -131,7 +131,7 @@ def run_exact_against(shards: list[tuple[str, str]], attribute: str, work_dir: s
     a = run_tasks("exact:hash", hash_task, [(base + i, d, io.join(work, "runs"), key) for i, (d, _) in enumerate(shards)],
                   max_in_flight=workers)
     new_rows = sum(r["keys"] for r in a)
-    parts = max(workers, -(-(new_rows + index["rows"]) // ROWS_PER_TASK))
+    parts = max(1, -(-(new_rows + index["rows"]) // ROWS_PER_TASK))  # never from the worker count (statistics)
     step = (1 << 64) // parts
     ranges = [(i, i * step, None if i == parts - 1 else (i + 1) * step) for i in range(parts)]
     b = run_tasks("exact:match", _match_task, [(i, lo, hi, work, tuple(index["tables"]), first_new)

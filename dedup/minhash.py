@@ -281,7 +281,7 @@ def check_params(params: dict) -> dict:
     return p
 
 
-def partition_ranges(total_rows: int, p: dict, workers: int) -> list[tuple[int, int, int | None]]:
+def partition_ranges(total_rows: int, p: dict) -> list[tuple[int, int, int | None]]:
     """(index, lo, hi) key ranges such that a bucket task's rows take at most 1/16 of the budget."""
     rows_per_partition = max(1, p["usable_bytes"] // _PARTITION_SHARE // _ROW_BYTES_IN_REDUCE)
     # never from the worker count: the partitions shape the statistics (a pair is counted once per
@@ -331,7 +331,7 @@ def run_minhash(
                     [(base + i, d, work, p) for i, (d, _) in enumerate(shards)], max_in_flight=workers)
     tables = tuple(index["tables"]) if index else ()
     total_rows = sum(r["signed"] for r in sig) * p["bands"] + (index["rows"] if index else 0)
-    ranges = partition_ranges(total_rows, p, workers)
+    ranges = partition_ranges(total_rows, p)
     parts = len(ranges)
     buckets = run_tasks("minhash:buckets", _stage_buckets,
                         [(i, lo, hi, work, parts, p, tables, first_new) for i, lo, hi in ranges], max_in_flight=workers)
