@@ -377,16 +377,20 @@ def test_mix_file_dedup_against_index(releases, tmp_path):
 
     root, r1, r2 = releases
     dindex.build(str(tmp_path / "idx"), r1, {"exact": {}, "minhash": {}})
+    ev = os.path.join(ROOT, "tests", "fixtures", "dedup", "eval")
+    dindex.build(str(tmp_path / "registry"), sorted(glob.glob(os.path.join(ev, "*.jsonl.gz"))), {"ngram": {}})
     data = tmp_path / "data" / "new"
     data.mkdir(parents=True)
-    for i, p in enumerate(r2[-4:]):
+    for i, p in enumerate(r2[-4:] + [p for p in r2 if "/flan/" in p]):
         shutil.copy(p, data / f"{i}.jsonl.gz")
     mix = tmp_path / "mix.yaml"
     mix.write_text(f"name: m\ndata_root: {tmp_path / 'data'}\noutput: {tmp_path / 'out'}\n"
                    "dedup:\n  exact: {against: idx}\n  minhash: {against: idx, memory_budget_mb: 512}\n"
+                   "  decontaminate: {eval_index: registry@1}\n"
                    "sources:\n  - {name: new, documents: ['new/*.jsonl.gz']}\n")
     m = load_mix(str(mix))
     assert m.dedup.exact.against == str(tmp_path / "idx") and m.dedup.minhash.against == str(tmp_path / "idx")
+    assert m.dedup.decontaminate.eval_index == str(tmp_path / "registry@1")
     shards = discover_shards(m)
     res = run_dedup(m, shards, {"work": str(tmp_path / "work")})
     direct_e = [(s.path, str(tmp_path / "de" / f"{i}.gz")) for i, s in enumerate(shards)]
@@ -397,6 +401,16 @@ def test_mix_file_dedup_against_index(releases, tmp_path):
     for kind, name, direct in (("exact", "exact_duplicates", direct_e), ("minhash", "minhash_duplicates", direct_m)):
         staged = [read_attr(str(tmp_path / "out" / "attributes" / name / s.rel), name) for s in shards]
         assert staged == [read_attr(o, name) for _, o in direct]
+    from dolma_prep.dedup.decontam import run_decontaminate
+
+    direct_d = [(s.path, str(tmp_path / "dd" / f"{i}.gz")) for i, s in enumerate(shards)]
+    dc = run_decontaminate(direct_d, "decontamination_spans", str(tmp_path / "w3"),
+                           eval_sets=sorted(glob.glob(os.path.join(ev, "*.jsonl.gz"))))
+    staged = [read_attr(str(tmp_path / "out" / "attributes" / "decontamination_spans" / s.rel), "x") for s in shards]
+    assert [[a["attributes"]["decontamination_spans"] for a in f] for f in staged] == \
+        [[a["attributes"]["decontamination_spans"] for a in read_attr(o, "x")] for _, o in direct_d]
+    assert res["decontaminate"]["contaminated_documents"] == dc["contaminated_documents"] > 0
+    assert res["decontaminate"]["eval_registry_version"] == 1
     assert res["exact"]["matched_indexed"] == e["matched_indexed"] > 0
     assert res["minhash"]["matched_indexed"] == mh["matched_indexed"] > e["matched_indexed"]
 
