@@ -442,8 +442,8 @@ def main() -> None:
         if "c200k" in wanted:
             corpora["c200k"] = big
     configs = {
-        "default 9x13+verify": {"memory_budget_mb": args.budget},
-        "14x8+verify": {"memory_budget_mb": args.budget, "bands": 14, "rows": 8},
+        "default 16x7+verify": {"memory_budget_mb": args.budget},
+        "9x13+verify": {"memory_budget_mb": args.budget, "bands": 9, "rows": 13},
     }
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                "date": time.strftime("%Y-%m-%d %H:%M"), "workers": args.workers, "budget_mb": args.budget, "runs": []}

@@ -126,6 +126,13 @@ def _stage_eval(sources: list[str], work: str, ngram: int, text_field: str) -> d
             masks.append(np.full(len(h), bit, dtype=np.uint64))
     h = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
     m = np.concatenate(masks) if masks else np.empty(0, np.uint64)
+    n = write_table(work, h, m, names)
+    return {"eval_items": items, "eval_items_too_short": too_short, "eval_ngrams": n, "tasks": names}
+
+
+def write_table(work: str, h: np.ndarray, m: np.ndarray, names: list[str]) -> int:
+    """The evaluation table from n-gram hashes `h` with task bit masks `m` (any order, repeats
+    allowed): sorted distinct hashes, their OR-ed masks, the task names and the prefilter."""
     order = np.argsort(h, kind="stable")
     h, m = h[order], m[order]
     uniq, start = np.unique(h, return_index=True)
@@ -138,7 +145,7 @@ def _stage_eval(sources: list[str], work: str, ngram: int, text_field: str) -> d
     io.save_npy(io.join(work, "eval-prefilter.npy"), bitmap)
     io.save_npy(io.join(work, "eval-tasks.npy"), mask)
     io.write_json(io.join(work, "eval-names.json"), names)
-    return {"eval_items": items, "eval_items_too_short": too_short, "eval_ngrams": int(len(uniq)), "tasks": names}
+    return int(len(uniq))
 
 
 def _stage_docs(shard_index: int, doc_path: str, out_path: str, work: str, attribute: str, p: dict) -> dict:
@@ -148,6 +155,7 @@ def _stage_docs(shard_index: int, doc_path: str, out_path: str, work: str, attri
     n_tasks = len(io.read_json(io.join(work, "eval-names.json")))
     n = p["ngram"]
     name_js = json.dumps(attribute, ensure_ascii=False)
+    version_js = json.dumps(attribute + "__eval_version", ensure_ascii=False)
     per_task = np.zeros(min(n_tasks, MAX_TASK_BITS + 1), dtype=np.int64)
     docs = contaminated = spans_total = invalid = 0
     with io.AtomicWriter(out_path) as out:
@@ -164,8 +172,10 @@ def _stage_docs(shard_index: int, doc_path: str, out_path: str, work: str, attri
             if spans:
                 contaminated += 1
                 spans_total += len(spans)
-            out.write_text(io.attribute_line(io.json_value(doc["id"]), name_js,
-                                             io.spans_json((s, e, float(v)) for s, e, v in spans)))
+            spans_js = io.spans_json((s, e, float(v)) for s, e, v in spans)
+            if spans and p.get("registry_version"):  # which version of the evaluation registry matched
+                spans_js += f',{version_js}:[[0,{len(text)},{int(p["registry_version"])}]]'
+            out.write_text(io.attribute_line(io.json_value(doc["id"]), name_js, spans_js))
     return {
         "documents": docs,
         "invalid": invalid,
@@ -216,7 +226,7 @@ def _contaminated_spans(text, n, table, prefilter, task_masks, per_task, sep):
     return spans
 
 
-DEFAULTS = dict(eval_sets=None, ngram=13, text_field="text", separator="\n", min_score=None)
+DEFAULTS = dict(eval_sets=None, ngram=13, text_field="text", separator="\n", min_score=None, eval_index=None)
 
 
 def run_decontaminate(
@@ -235,6 +245,9 @@ def run_decontaminate(
     ngram=13, text_field="text" (items without it use all their strings), separator="\\n",
     min_score=None (`threshold` is an alias): keep only spans with score >= min_score; by
     default every paragraph with a marked word gets a span (choose the cut in the mixer).
+    eval_index="INDEX[@V]" instead of eval_sets: the evaluation registry's versions 1..V (default:
+    the latest) from `dolma-prep index build --kinds ngram`; contaminated lines then also carry
+    `<attribute>__eval_version` [[0, len, V]].
     """
     unknown = set(params) - set(DEFAULTS)
     if unknown:
@@ -242,13 +255,22 @@ def run_decontaminate(
     p = {**DEFAULTS, **params}
     if threshold is not None:
         p["min_score"] = float(threshold)
-    if not p["eval_sets"]:
-        raise ValueError("run_decontaminate needs eval_sets=[...] (files, globs or hf: datasets)")
-    specs = [p["eval_sets"]] if isinstance(p["eval_sets"], str) else list(p["eval_sets"])
-    sources = _expand(specs)
+    if bool(p["eval_sets"]) == bool(p["eval_index"]):
+        raise ValueError("run_decontaminate needs eval_sets=[...] (files, globs or hf: datasets) or "
+                         "eval_index=INDEX[@VERSION] (an evaluation registry built by `index build --kinds ngram`)")
     work = io.join(work_dir, "decontaminate")
     io.rmtree(work)
-    (ev,) = run_tasks("decontaminate:eval", _stage_eval, [(sources, work, int(p["ngram"]), p["text_field"])])
+    if p["eval_index"]:  # the registry's versions 1..V merged into one table
+        from .registry import open_registry, registry_task
+
+        reg = open_registry(p["eval_index"], params)
+        p["ngram"], p["registry_version"] = reg["ngram"], reg["version"]
+        sources = reg["sources"]
+        (ev,) = run_tasks("decontaminate:eval-index", registry_task, [(reg, work)])
+    else:
+        specs = [p["eval_sets"]] if isinstance(p["eval_sets"], str) else list(p["eval_sets"])
+        sources = _expand(specs)
+        (ev,) = run_tasks("decontaminate:eval", _stage_eval, [(sources, work, int(p["ngram"]), p["text_field"])])
     res = run_tasks("decontaminate:documents", _stage_docs,
                     [(i, d, o, work, attribute, p) for i, (d, o) in enumerate(shards)], max_in_flight=workers)
     if not keep_work:
@@ -268,5 +290,6 @@ def run_decontaminate(
         "eval_items_too_short": ev["eval_items_too_short"],
         "eval_ngrams": ev["eval_ngrams"],
         "documents_per_task": {t: int(c) for t, c in zip(ev["tasks"], per_task)},
+        "eval_registry_version": p.get("registry_version"),
         "stages": {"eval": summarise([ev]), "documents": summarise(res)},
     }

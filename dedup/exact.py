@@ -94,8 +94,14 @@ def _write(shard_idx: int, doc_path: str, attr_path: str, attribute: str, work_d
 
 
 def run_exact(shards: list[tuple[str, str]], attribute: str, work_dir: str, key: str = "text",
-              partitions: int | None = None) -> dict:
-    """Mark exact duplicates (by `key`) across `shards` [(documents_path, attributes_path)]."""
+              partitions: int | None = None, against: str | None = None, workers: int | None = None) -> dict:
+    """Mark exact duplicates (by `key`) across `shards` [(documents_path, attributes_path)].
+    With `against` (an index built by `dolma-prep index build`), also those of indexed
+    documents, recording the indexed document's id (index_exact.py)."""
+    if against:
+        from .index_exact import run_exact_against
+
+        return run_exact_against(shards, attribute, work_dir, key, against, workers=workers)
     partitions = partitions or max(1, min(256, len(shards)))
     work = io.join(work_dir, "exact")
     io.rmtree(work)

@@ -6,13 +6,15 @@ Stages (each a set of Ray tasks; only file names and small stats travel through 
    collapsed), word n-gram shingles (default 5), xxh64 of each shingle, `num_perm` min-hashes
    computed with numpy in batches; each band of `rows` values is hashed to one 64-bit bucket
    key that also encodes the band number. Rows (key, doc_ref) are sorted by key and written
-   to parquet; doc_ref = shard_index << 32 | line. With `verify="exact"` the document's
-   sorted, distinct 32-bit shingle hashes are also kept (4 bytes per shingle, on disk).
+   to parquet; doc_ref = shard_index << 32 | line. No shingle set is kept.
 2. buckets, per key range: P tasks, task p reading rows with key in its range from every run
    file (parquet row-group statistics skip the rest). Rows are sorted by (key, doc_ref); every
    member of a bucket gets an edge to the bucket's smallest doc_ref (a star: O(n) edges).
-   Edges are deduplicated and, with `verify="exact"`, kept only when the exact Jaccard
-   similarity of the two shingle sets is >= `threshold`.
+   Edges are deduplicated. With an index (`against`), its rows of the same key range join in
+   and only edges touching a new document are kept.
+2b. with `verify="exact"` (verify.py): a second pass re-reads only the documents in candidate
+   pairs, stores their shingle sets (scratch proportional to candidates) and keeps the pairs
+   whose exact Jaccard similarity is >= `threshold`.
 3. components: `components.connected_components`, alternating large-star / small-star
    rounds over P edge partitions.
 4. attributes, per shard: read the (node, root) rows of the shard's doc_ref range; every
@@ -25,10 +27,9 @@ Min-hash permutations (`signatures.py`): `hash_family="multiply_shift"` (default
 `"mersenne"` (datasketch/datatrove's formula, about 2.5x slower).
 
 LSH S-curve: a pair with Jaccard s becomes a candidate with probability 1 - (1 - s**r)**b.
-The default b=9, r=13 (117 permutations; what datasketch picks for threshold 0.8 and 128
-permutations) gives 0.40 at s=0.8, 0.69 at 0.85, 0.93 at 0.9, 0.998 at 0.95; its 50% point
-is s=0.82. For high recall at 0.8 use more, shorter bands (e.g. 14 x 8: 0.92 at 0.8, or 20 x 6: 0.998) with
-verification to remove the extra candidates.
+The default b=16, r=7 (112 permutations) gives 0.977 at s=0.8, 0.75 at 0.7, 0.37 at 0.6:
+recall at the 0.8 threshold, with verification removing the extra candidates. datasketch's
+choice for 0.8 and 128 permutations, 9 x 13, gives only 0.40 at s=0.8 (its 50% point is 0.82).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import pyarrow as pa
 from dolma_prep.pipeline import io
 from dolma_prep.pipeline.runtime import default_workers, run_tasks, summarise
 
-from . import components
+from . import components, verify
 from .signatures import band_keys, permutations, shingle_hashes, signatures
 from .text import normalized_word_bytes
 
@@ -67,11 +68,8 @@ class _Batch:
 def _stage_signatures(shard_index: int, doc_path: str, work: str, p: dict) -> dict:
     a, b = permutations(p["num_perm"], p["seed"], p["hash_family"])
     bands, rows, n = p["bands"], p["rows"], p["ngram"]
-    verify = p["verify"] == "exact"
     ids: list[str] = []
     lengths: list[int] = []
-    shingle_counts: list[int] = []
-    store = io.AtomicWriter(io.join(work, "shingles", f"{shard_index}.u32")) if verify else None
     runs = 0
     batch = _Batch()
     docs_signed = 0
@@ -99,29 +97,17 @@ def _stage_signatures(shard_index: int, doc_path: str, work: str, p: dict) -> di
         if doc is None:
             ids.append("null")
             lengths.append(-1)
-            shingle_counts.append(0)
             continue
         text = doc["text"]
         ids.append(io.json_value(doc["id"]))
         lengths.append(len(text))
         sh = shingle_hashes(normalized_word_bytes(text), n)
         total_shingles += len(sh)
-        if store is not None:
-            small = np.unique(sh.astype(np.uint32))  # low 32 bits, sorted, distinct
-            store.write(small.tobytes())
-            shingle_counts.append(len(small))
-        else:
-            shingle_counts.append(0)
         if len(sh):
             batch.add(base | line, sh)
             if batch.count >= p["batch_shingles"]:
                 flush()
     flush()
-    if store is not None:
-        store.commit()
-        offsets = np.zeros(len(shingle_counts) + 1, dtype=np.int64)
-        np.cumsum(shingle_counts, out=offsets[1:])
-        io.save_npy(io.join(work, "shingles", f"{shard_index}.offsets.npy"), offsets)
     io.save_npy(io.join(work, "meta", f"lengths-{shard_index}.npy"), np.asarray(lengths, dtype=np.int64))
     io.write_text_atomic(io.join(work, "meta", f"ids-{shard_index}.txt"), "\n".join(ids))
     return {
@@ -132,45 +118,30 @@ def _stage_signatures(shard_index: int, doc_path: str, work: str, p: dict) -> di
     }
 
 
-class _ShingleStore:
-    """Per-shard shingle sets, read with positioned reads (range requests on object storage;
-    a memory map would count its read-ahead pages in the worker's resident memory)."""
-
-    def __init__(self, directory: str):
-        self.directory = directory
-        self.files: dict[int, tuple[int, np.ndarray]] = {}
-
-    def get(self, ref: int) -> np.ndarray:
-        shard, line = ref >> 32, ref & 0xFFFFFFFF
-        if shard not in self.files:
-            f = io.open_random(io.join(self.directory, f"{shard}.u32"))
-            offsets = io.load_npy(io.join(self.directory, f"{shard}.offsets.npy"), mmap=True)
-            self.files[shard] = (f, offsets)
-        f, offsets = self.files[shard]
-        a, b = int(offsets[line]), int(offsets[line + 1])
-        f.seek(a * 4)
-        return np.frombuffer(f.read((b - a) * 4), dtype=np.uint32)
-
-    def close(self) -> None:
-        for f, _ in self.files.values():
-            f.close()
-        self.files.clear()
-
-
-def jaccard(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) == 0 and len(y) == 0:
-        return 1.0
-    inter = len(np.intersect1d(x, y, assume_unique=True))
-    return inter / (len(x) + len(y) - inter)
-
-
-def _stage_buckets(p_index: int, lo: int, hi: int | None, work: str, partitions: int, p: dict) -> dict:
+def _stage_buckets(p_index: int, lo: int, hi: int | None, work: str, partitions: int, p: dict,
+                   index_tables: tuple = (), first_new: int = 0) -> dict:
+    """Bucket task p: the LSH star edges of the buckets whose keys lie in [lo, hi). With an
+    index, its rows of the same keys join the new rows, and only edges that touch a new
+    document (ref >= first_new) are kept."""
     keys, refs = [], []
     for f in io.glob(io.join(work, "rows", "run-*.parquet")):
         r = components.read_sorted_range(f, "key", lo, hi, ["key", "ref"])
         if len(r["key"]):
             keys.append(r["key"])
             refs.append(r["ref"])
+    index_rows = index_hits = 0
+    if index_tables and keys:
+        new_keys = np.unique(np.concatenate(keys))
+        for f, flo, fhi in index_tables:  # each sorted by key, covering [flo, fhi]
+            if fhi < lo or (hi is not None and flo >= hi):
+                continue
+            r = components.read_sorted_range(f, "key", lo, hi, ["key", "ref"])
+            index_rows += len(r["key"])
+            hit = np.isin(r["key"], new_keys)
+            index_hits += int(np.count_nonzero(hit))
+            if hit.any():
+                keys.append(r["key"][hit])
+                refs.append(r["ref"][hit])
     key = np.concatenate(keys) if keys else np.empty(0, np.uint64)
     ref = np.concatenate(refs) if refs else np.empty(0, np.uint64)
     del keys, refs
@@ -181,46 +152,63 @@ def _stage_buckets(p_index: int, lo: int, hi: int | None, work: str, partitions:
     del order
     first, starts = components._groups(key)
     head = ref[first]
-    member = ref != head
+    member = (ref != head) & (ref >= np.uint64(first_new))  # an edge between indexed documents is not needed
     child, parent = ref[member], head[member]
     sizes = np.diff(np.append(starts, len(key)))
     del key, ref, first, head
     child, parent = components._sorted_unique(child, parent)
-    candidates = len(child)
-    if p["verify"] == "exact" and candidates:
-        store = _ShingleStore(io.join(work, "shingles"))
-        threshold = p["threshold"]
-        ok = np.fromiter(
-            (jaccard(store.get(int(c)), store.get(int(q))) >= threshold for c, q in zip(child, parent)),
-            dtype=bool,
-            count=candidates,
-        )
-        child, parent = child[ok], parent[ok]
-        store.close()
-    components.write_partitioned(
-        np.concatenate([child, parent]), np.concatenate([parent, child]), io.join(work, "cc-first"), p_index, partitions
-    )
-    return {
+    out = {
         "rows": int(n_rows),
+        "rows_held": int(n_rows - index_hits + index_rows),  # new rows and every index row read
+        "index_rows_read": int(index_rows),
         "buckets_shared": int(np.count_nonzero(sizes > 1)),
         "largest_bucket": int(sizes.max()) if len(sizes) else 0,
-        "candidate_pairs": int(candidates),
-        "edges": int(len(child)),
+        "candidate_pairs": int(len(child)),
+        "candidate_shards": [],
     }
+    if p["verify"] == "exact":  # checked by a second pass over the candidates' documents (verify.py)
+        out["candidate_shards"] = verify.write_candidates(work, p_index, child, parent)
+    else:
+        components.write_partitioned(np.concatenate([child, parent]), np.concatenate([parent, child]),
+                                     io.join(work, "cc-first"), p_index, partitions)
+    out["edges"] = int(len(child))
+    return out
 
 
-def _stage_write(shard_index: int, out_path: str, work: str, result_dir: str, attribute: str) -> dict:
+def _stage_write(shard_index: int, out_path: str, work: str, result_dir: str, attribute: str,
+                 index: dict | None = None) -> dict:
     lengths = io.load_npy(io.join(work, "meta", f"lengths-{shard_index}.npy"))
     ids = io.read_text(io.join(work, "meta", f"ids-{shard_index}.txt")).split("\n") if len(lengths) else []
     lo = shard_index << 32
-    node, _root = components.read_members(result_dir, lo, lo + (1 << 32))
-    removed = set((node - np.uint64(lo)).astype(np.int64).tolist())
+    node, root = components.read_members(result_dir, lo, lo + (1 << 32))
+    line_of = (node - np.uint64(lo)).astype(np.int64).tolist()
+    removed = set(line_of)
+    matched = {}
+    if index is not None:  # the kept document of a cluster holding an indexed one is indexed (smaller refs)
+        from .index import lookup_ids
+
+        indexed = root < np.uint64(index["first_new"])
+        found = lookup_ids(index, root[indexed].tolist())
+        matched = {ln: found[int(r)] for ln, r, i in zip(line_of, root.tolist(), indexed.tolist()) if i}
     name_js = json.dumps(attribute, ensure_ascii=False)
     with io.AtomicWriter(out_path) as out:
         for line, id_js in enumerate(ids):
             spans = f"[[0,{int(lengths[line])},1]]" if line in removed else "[]"
-            out.write_text(io.attribute_line(id_js, name_js, spans))
-    return {"removed": len(removed)}
+            if line in matched:
+                out.write_text(index_attribute_line(id_js, attribute, spans, int(lengths[line]), *matched[line]))
+            else:
+                out.write_text(io.attribute_line(id_js, name_js, spans))
+    return {"removed": len(removed), "matched_indexed": len(matched)}
+
+
+def index_attribute_line(id_js: str, attribute: str, spans: str, length: int, matched_id_js: str, version: int) -> str:
+    """An attribute line of a document that duplicates an indexed one: the kind's spans, plus
+    `<attribute>__matched_id` [[0, len, ID]] and `<attribute>__matched_version` [[0, len, V]]."""
+    name = json.dumps(attribute, ensure_ascii=False)
+    mid = json.dumps(attribute + "__matched_id", ensure_ascii=False)
+    mver = json.dumps(attribute + "__matched_version", ensure_ascii=False)
+    return (f'{{"id":{id_js},"attributes":{{{name}:{spans},{mid}:[[0,{length},{matched_id_js}]],'
+            f'{mver}:[[0,{length},{version}]]}}}}\n')
 
 
 def _write_clusters(result_dir: str, path: str, shards: list[tuple[str, str]]) -> None:
@@ -253,8 +241,8 @@ def _write_clusters(result_dir: str, path: str, shards: list[tuple[str, str]]) -
 DEFAULTS = dict(
     ngram=5,
     num_perm=None,
-    bands=9,
-    rows=13,
+    bands=16,
+    rows=7,
     threshold=0.8,
     verify="exact",
     seed=1,
@@ -262,7 +250,10 @@ DEFAULTS = dict(
     memory_budget_mb=1024,
     partitions=None,
     clusters_path=None,
+    against=None,
 )
+# what an index's signatures depend on: a dedup against it must use the same values
+SIGNATURE_PARAMS = ("ngram", "num_perm", "bands", "rows", "seed", "hash_family")
 
 
 def plan(p: dict, workers: int) -> dict:
@@ -273,6 +264,31 @@ def plan(p: dict, workers: int) -> dict:
     p["batch_shingles"] = int(max(1 << 16, min(1 << 24, usable // 4 // 24)))
     p["usable_bytes"] = usable
     return p
+
+
+def check_params(params: dict) -> dict:
+    """`params` over DEFAULTS, checked; num_perm filled in."""
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"run_minhash: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    p["num_perm"] = int(p["num_perm"] or p["bands"] * p["rows"])
+    if p["num_perm"] < p["bands"] * p["rows"]:
+        raise ValueError(f"num_perm={p['num_perm']} < bands*rows={p['bands'] * p['rows']}")
+    if p["verify"] not in ("exact", "none", None):
+        raise ValueError(f"verify must be 'exact' or 'none', got {p['verify']!r}")
+    p["verify"] = p["verify"] or "none"
+    return p
+
+
+def partition_ranges(total_rows: int, p: dict) -> list[tuple[int, int, int | None]]:
+    """(index, lo, hi) key ranges such that a bucket task's rows take at most 1/16 of the budget."""
+    rows_per_partition = max(1, p["usable_bytes"] // _PARTITION_SHARE // _ROW_BYTES_IN_REDUCE)
+    # never from the worker count: the partitions shape the statistics (a pair is counted once per
+    # partition it appears in), and a run must give the same manifest on any cluster
+    parts = p["partitions"] or max(1, -(-total_rows // rows_per_partition))
+    step = (1 << 64) // parts
+    return [(i, i * step, None if i == parts - 1 else (i + 1) * step) for i in range(parts)]
 
 
 def run_minhash(
@@ -286,57 +302,73 @@ def run_minhash(
 ) -> dict:
     """MinHash-LSH document dedup over `shards` [(documents_path, attributes_path), ...].
 
-    Parameters: ngram=5 (word shingles), bands=9, rows=13, num_perm=None (bands*rows; more is
+    Parameters: ngram=5 (word shingles), bands=16, rows=7, num_perm=None (bands*rows; more is
     allowed and ignored by the bands), threshold=0.8 (Jaccard, used by verification),
-    verify="exact" ("none": LSH candidates are duplicates), seed=1,
-    hash_family="multiply_shift" | "mersenne", memory_budget_mb=1024 (per worker),
-    partitions=None (bucket/edge partitions; default from the budget),
-    clusters_path=None (write every duplicate and the document it was kept for, parquet).
+    verify="exact" (a second pass over the candidates' documents; "none": LSH candidates are
+    duplicates), seed=1, hash_family="multiply_shift" | "mersenne", memory_budget_mb=1024
+    (per worker), partitions=None (bucket/edge partitions; default from the budget),
+    clusters_path=None (write every duplicate and the document it was kept for, parquet),
+    against=None (an index built by `dolma-prep index build`: documents that duplicate an
+    indexed one are marked too, with its id; the signature parameters come from the index).
     """
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"run_minhash: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-    p["num_perm"] = int(p["num_perm"] or p["bands"] * p["rows"])
-    if p["num_perm"] < p["bands"] * p["rows"]:
-        raise ValueError(f"num_perm={p['num_perm']} < bands*rows={p['bands'] * p['rows']}")
-    if p["verify"] not in ("exact", "none", None):
-        raise ValueError(f"verify must be 'exact' or 'none', got {p['verify']!r}")
-    p["verify"] = p["verify"] or "none"
+    index = None
+    if params.get("against"):
+        from .index import open_against
+
+        index = open_against(params["against"], "minhash", params, SIGNATURE_PARAMS)
+        params = {**params, **index["params"]}
+    p = check_params(params)
     workers = workers or default_workers()
     plan(p, workers)
-    if len(shards) >= 1 << 31:
+    base = index["base_shard"] if index else 0
+    if base + len(shards) >= 1 << 31:
         raise ValueError("too many shards for 32-bit shard references")
+    first_new = base << 32
     work = io.join(work_dir, "minhash")
     io.rmtree(work)
 
-    sig = run_tasks("minhash:signatures", _stage_signatures, [(i, d, work, p) for i, (d, _) in enumerate(shards)],
-                    max_in_flight=workers)
-    total_rows = sum(r["signed"] for r in sig) * p["bands"]
-    rows_per_partition = max(1, p["usable_bytes"] // _PARTITION_SHARE // _ROW_BYTES_IN_REDUCE)
-    # never from the worker count: the partitions shape the statistics (a pair is counted once per
-    # partition it appears in), and a run must give the same manifest on any cluster
-    parts = p["partitions"] or max(1, -(-total_rows // rows_per_partition))
-    step = (1 << 64) // parts
-    ranges = [(i, i * step, None if i == parts - 1 else (i + 1) * step) for i in range(parts)]
-    buckets = run_tasks("minhash:buckets", _stage_buckets, [(i, lo, hi, work, parts, p) for i, lo, hi in ranges],
-                        max_in_flight=workers)
+    sig = run_tasks("minhash:signatures", _stage_signatures,
+                    [(base + i, d, work, p) for i, (d, _) in enumerate(shards)], max_in_flight=workers)
+    tables = tuple(index["tables"]) if index else ()
+    total_rows = sum(r["signed"] for r in sig) * p["bands"] + (index["rows"] if index else 0)
+    ranges = partition_ranges(total_rows, p)
+    parts = len(ranges)
+    buckets = run_tasks("minhash:buckets", _stage_buckets,
+                        [(i, lo, hi, work, parts, p, tables, first_new) for i, lo, hi in ranges], max_in_flight=workers)
     io.rmtree(io.join(work, "rows"))
-    io.rmtree(io.join(work, "shingles"))
+    extract, check = [], []
+    if p["verify"] == "exact":
+        cand = sorted({s for r in buckets for s in r["candidate_shards"]})
+
+        def doc_path(s):
+            return shards[s - base][0] if s >= base else index["documents"][s]
+
+        extract = run_tasks("minhash:verify-extract", verify.stage_extract,
+                            [(s, doc_path(s), work, p["ngram"], index["ids"][s][0] if index and s < base else None)
+                             for s in cand], max_in_flight=workers)
+        check = run_tasks("minhash:verify", verify.stage_verify,
+                          [(i, work, io.join(work, "cc-first"), parts, p["threshold"]) for i in range(parts)],
+                          max_in_flight=workers)
+        for sub in ("pairs", "nodes", "store"):
+            if not keep_work:
+                io.rmtree(io.join(work, sub))
     cc = components.connected_components(io.join(work, "cc-first"), io.join(work, "cc"), parts, workers)
     io.rmtree(io.join(work, "cc-first"))
     out = run_tasks("minhash:write", _stage_write,
-                    [(i, o, work, cc["result_dir"], attribute) for i, (_, o) in enumerate(shards)], max_in_flight=workers)
+                    [(base + i, o, work, cc["result_dir"], attribute, index and {**index, "first_new": first_new})
+                     for i, (_, o) in enumerate(shards)], max_in_flight=workers)
     if p["clusters_path"]:
         _write_clusters(cc["result_dir"], p["clusters_path"], shards)
     removed = sum(r["removed"] for r in out)
-    if removed != cc["members"]:
+    if index is None and removed != cc["members"]:
         raise RuntimeError(f"minhash: wrote {removed} removals but the components hold {cc['members']}")
     if not keep_work:
         io.rmtree(work)
     stages = {
         "signatures": summarise(sig),
         "buckets": summarise(buckets),
+        "verify_extract": summarise(extract),
+        "verify": summarise(check),
         "components": cc["stage"],
         "write": summarise(out),
     }
@@ -349,14 +381,20 @@ def run_minhash(
         "shingles": sum(r["shingles"] for r in sig),
         "partitions": parts,
         "bucket_rows": total_rows,
+        "max_rows_per_bucket_task": max((r["rows_held"] for r in buckets), default=0),
+        "index_rows_read": sum(r["index_rows_read"] for r in buckets),
         "candidate_pairs": sum(r["candidate_pairs"] for r in buckets),
-        "verified_pairs": sum(r["edges"] for r in buckets),
+        "candidate_documents": sum(r["candidate_documents"] for r in extract),
+        "verify_store_bytes": sum(r["store_bytes"] for r in extract),
+        "verified_pairs": sum(r["edges"] for r in check) if check else sum(r["edges"] for r in buckets),
         "largest_bucket": max((r["largest_bucket"] for r in buckets), default=0),
         "clusters": cc["clusters"],
         "largest_cluster": cc["largest_cluster"],
         "cc_rounds": cc["rounds"],
         "duplicates": removed,
-        "params": {k: p[k] for k in DEFAULTS} | {"num_perm": p["num_perm"]},
+        "matched_indexed": sum(r["matched_indexed"] for r in out),
+        "index_versions": index["versions"] if index else [],
+        "params": {k: p[k] for k in DEFAULTS if k != "against"} | {"num_perm": p["num_perm"]},
         "peak_worker_rss_mb": max(s["peak_worker_rss_mb"] for s in stages.values()),
         "stages": stages,
     }

@@ -39,7 +39,7 @@ import numpy as np
 from dolma_prep.pipeline import io
 from dolma_prep.pipeline.runtime import run_tasks, summarise
 
-from . import bloom
+from . import bloom, components
 from .text import WHITE_SPACE, TokenHasher, dolma_tokens, window_hashes, xxh3
 
 _WHOLE_SEED = 0x5EED_0001
@@ -173,15 +173,40 @@ def _stage_keys(shard_index: int, doc_path: str, work: str, params: dict) -> dic
     return {"lines": len(ids), "invalid": invalid, "paragraphs": len(acc.par_line), "keys": int(len(keys))}
 
 
-def _stage_bloom(piece: int, n_shards: int, work: str, size_in_bytes: int, k: int) -> dict:
+def _indexed(piece: int, n_shards: int, work: str, index_tables: tuple) -> tuple[np.ndarray, np.ndarray, int]:
+    """The piece's distinct new keys and which of them an index holds (its sorted key parts are
+    read by range, one part at a time: memory is the piece's new keys plus one part)."""
+    u = np.unique(np.concatenate([io.load_npy(io.join(work, f"keys-{s}-{piece}.npy")) for s in range(n_shards)]))
+    member = np.zeros(len(u), dtype=bool)
+    read = 0
+    if len(u):
+        lo, hi = int(u[0]), int(u[-1]) + 1
+        for f, flo, fhi in index_tables:
+            if fhi < lo or flo >= hi:
+                continue
+            rows = components.read_sorted_range(f, "key", lo, hi, ["key"])["key"]
+            read += len(rows)
+            member |= np.isin(u, rows, assume_unique=True)
+    return u, member, read
+
+
+def _stage_bloom(piece: int, n_shards: int, work: str, size_in_bytes: int, k: int, index_tables: tuple = ()) -> dict:
+    """Walk the shards in order, check-and-insert the piece's keys; with an index, a key it
+    holds counts as seen before (the indexed releases come first)."""
     filt = bloom.BloomPiece(size_in_bytes, k)
-    seen_total = 0
+    seen_total = in_index = read = 0
+    if index_tables:
+        u, member, read = _indexed(piece, n_shards, work, index_tables)
     for s in range(n_shards):
         keys = io.load_npy(io.join(work, f"keys-{s}-{piece}.npy"))
         seen = filt.check_and_insert(keys)
+        if index_tables and len(keys):
+            held = member[np.searchsorted(u, keys)]
+            in_index += int(held.sum())
+            seen |= held
         seen_total += int(seen.sum())
         io.save_npy(io.join(work, f"flags-{s}-{piece}.npy"), np.packbits(seen))
-    return {"seen": seen_total}
+    return {"seen": seen_total, "seen_in_index": in_index, "index_keys_read": read}
 
 
 def _stage_write(shard_index: int, out_path: str, work: str, attribute: str, params: dict) -> dict:
@@ -238,7 +263,11 @@ DEFAULTS = dict(
     expected_count=None,
     false_positive_rate=1e-6,
     bloom_partitions=8,
+    against=None,
 )
+# what decides a document's keys: an index's values, which a dedup against it must use
+KEY_PARAMS = ("ngram_length", "stride", "skip_short_paragraphs", "paragraph_separator", "min_length", "min_words",
+              "skip_empty")
 
 
 def run_paragraphs(
@@ -258,11 +287,19 @@ def run_paragraphs(
     paragraph_separator="\\n", min_length=0, min_words=0, skip_empty=True,
     expected_count=None (None: the exact number of keys, counted in stage A),
     false_positive_rate=1e-6, bloom_partitions=8 (a power of two; part of the result, so fixed
-    independently of `workers`).
+    independently of `workers`), against=None (an index with paragraph keys, `dolma-prep index
+    build --kinds paragraphs`: an n-gram it holds counts as seen before; the key parameters come
+    from the index).
     """
     unknown = set(params) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"run_paragraphs: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    index = None
+    if params.get("against"):
+        from .index import open_against
+
+        index = open_against(params["against"], "paragraphs", params, KEY_PARAMS)
+        params = {**params, **index["params"]}
     p = {**DEFAULTS, **params}
     if threshold is not None:
         p["overlap_threshold"] = float(threshold)
@@ -281,8 +318,9 @@ def run_paragraphs(
     size = bloom.suggest_size_in_bytes(expected, p["false_positive_rate"])
     k = bloom.fewest_hashers(size, expected, p["false_positive_rate"])
     piece_size = max(8, size // pieces)
-    b = run_tasks("paragraphs:bloom", _stage_bloom, [(q, len(shards), work, piece_size, k) for q in range(pieces)],
-                  max_in_flight=workers)
+    tables = tuple(index["tables"]) if index else ()
+    b = run_tasks("paragraphs:bloom", _stage_bloom,
+                  [(q, len(shards), work, piece_size, k, tables) for q in range(pieces)], max_in_flight=workers)
     c = run_tasks("paragraphs:write", _stage_write, [(i, o, work, attribute, p) for i, (_, o) in enumerate(shards)],
                   max_in_flight=workers)
     if not keep_work:
@@ -295,6 +333,9 @@ def run_paragraphs(
         "paragraphs": sum(r["paragraphs"] for r in a),
         "keys": total_keys,
         "keys_seen_before": sum(r["seen"] for r in b),
+        "keys_in_index": sum(r["seen_in_index"] for r in b),
+        "index_keys_read": sum(r["index_keys_read"] for r in b),
+        "index_versions": index["versions"] if index else [],
         "duplicate_paragraphs": sum(r["duplicate_paragraphs"] for r in c),
         "documents_with_duplicates": sum(r["documents_with_duplicates"] for r in c),
         "duplicate_span_chars": sum(r["duplicate_span_chars"] for r in c),

@@ -212,8 +212,21 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
         params["threshold"] = args.threshold
     if args.eval_sets:
         params["eval_sets"] = args.eval_sets
-    if args.kind == "decontaminate" and "eval_sets" not in params:
-        raise InputError("dedup decontaminate needs --eval-sets FILE_OR_GLOB...")
+    if args.against and args.kind == "decontaminate":  # an evaluation registry (index --kinds ngram)
+        from dolma_prep.dedup.registry import open_registry
+
+        open_registry(args.against, params)  # before starting Ray: a wrong registry, version or parameter
+        params["eval_index"] = args.against
+    elif args.against:
+        if args.kind not in ("exact", "minhash", "paragraphs"):
+            raise InputError(f"dedup {args.kind}: --against is supported for exact, paragraphs, minhash and "
+                             "decontaminate")
+        from dolma_prep.dedup.index import check_against
+
+        check_against(args.against, args.kind, params)  # before starting Ray: a wrong index or parameter
+        params["against"] = args.against
+    if args.kind == "decontaminate" and "eval_sets" not in params and "eval_index" not in params:
+        raise InputError("dedup decontaminate needs --eval-sets FILE_OR_GLOB... or --against REGISTRY[@VERSION]")
     from .mixfile import dedup_options
 
     params = dedup_options(args.kind, params, "--params")  # unknown keys and bad values named, exit 2
@@ -226,6 +239,38 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
     fn = runner(args.kind)
     stats = fn(pairs, args.attribute, work, **params)
     print(json.dumps({k: v for k, v in stats.items() if k != "per_shard"}, indent=1, default=str))
+    return EXIT_OK
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from dolma_prep.dedup import index
+
+    from .runtime import init_ray
+
+    if args.action == "info":
+        out = index.info(args.index, verify=args.verify)
+        if args.json:
+            print(json.dumps(out, indent=1))
+        else:
+            print(index.render_info(out))
+        return EXIT_INCONSISTENT if out.get("checksum_errors") else EXIT_OK
+    paths = _expand(args.documents)
+    if args.action == "build":
+        kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+        params = json.loads(args.params) if args.params else {}
+        if "ngram" in kinds and len(kinds) > 1:
+            raise InputError("index build: an evaluation registry (--kinds ngram) holds evaluation sets; build it "
+                             "apart from the exact/minhash index of a corpus")
+        extra = set(params) - set(kinds)
+        if extra:
+            raise InputError(f"index build: --params names kinds not in --kinds: {', '.join(sorted(extra))}")
+        spec = {k: index.default_params(k, params.get(k)) for k in kinds}
+        init_ray(args.workers, args.ray_address)
+        out = index.build(args.output, paths, spec)
+    else:
+        init_ray(args.workers, args.ray_address)
+        out = index.add(args.index, paths)
+    print(json.dumps({k: v for k, v in out.items() if k != "stages"}, indent=1))
     return EXIT_OK
 
 
@@ -359,11 +404,40 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--threshold", type=float, help="similarity / overlap threshold of the kind")
     dd.add_argument("--eval-sets", nargs="+", help="decontaminate: evaluation sets (JSONL/parquet files or globs)")
     dd.add_argument("--params", help='JSON of further parameters, e.g. {"bands": 9, "rows": 13}')
+    dd.add_argument("--against", metavar="INDEX", help="exact, minhash, paragraphs: an index (`dolma-prep index build`); "
+                                                       "also mark duplicates of indexed documents (exact, minhash: "
+                                                       "with the indexed id). "
+                                                       "decontaminate: an evaluation registry (`index build --kinds "
+                                                       "ngram`), INDEX@V for its versions 1..V")
     dd.add_argument("--work-dir", "--scratch", dest="work_dir",
                     help="folder or URL for intermediate tables; every node must reach it "
                          "(default: <dataset>/_work/dedup/NAME)")
     _add_ray_args(dd)
     dd.set_defaults(fn=_cmd_dedup)
+
+    ix = sub.add_parser("index", help="a persistent dedup index beside a released corpus: build, add, info",
+                        description="Keep the hashes of a released corpus so that later releases are deduplicated "
+                                    "against it (`dedup KIND --against INDEX`) without recomputing it. Each `add` "
+                                    "writes a new immutable version; earlier files are never rewritten.")
+    ixs = ix.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ib = ixs.add_parser("build", help="create INDEX (version 1) over documents")
+    ib.add_argument("--documents", nargs="+", required=True, help="document files or globs")
+    ib.add_argument("--kinds", default="exact,minhash",
+                    help="comma-separated: exact, minhash (default: both), paragraphs, or ngram (an evaluation registry for "
+                         "decontaminate: --documents are evaluation sets)")
+    ib.add_argument("--output", required=True, metavar="INDEX", help="folder or URL of the new index")
+    ib.add_argument("--params", help='JSON per kind, e.g. {"minhash": {"bands": 16, "rows": 7}, "exact": {"key": "text"}}')
+    _add_ray_args(ib)
+    ia = ixs.add_parser("add", help="append documents as the next version of INDEX")
+    ia.add_argument("index", metavar="INDEX")
+    ia.add_argument("--documents", nargs="+", required=True, help="document files or globs of the new release")
+    _add_ray_args(ia)
+    ii = ixs.add_parser("info", help="versions, sizes and parameters of INDEX")
+    ii.add_argument("index", metavar="INDEX")
+    ii.add_argument("--json", action="store_true")
+    ii.add_argument("--verify", action="store_true", help="recompute every file's sha256 (exit 4 on a mismatch)")
+    for q in (ib, ia, ii):
+        q.set_defaults(fn=_cmd_index)
 
     tc = sub.add_parser("train-classifier", help="train a fastText classifier (quality, toxicity) from labelled sources",
                         description="Train a fastText classifier from the labelled sources a YAML config declares, "

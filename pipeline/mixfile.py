@@ -63,6 +63,7 @@ class ExactDedup(Strict):
     attribute: str = "exact_duplicates"
     key: str = "text"  # "text" or a dotted field such as "metadata.url"
     partitions: int | None = Field(default=None, ge=1)  # default: one per shard, at most 256
+    against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
 
 
 class ParagraphsDedup(Strict):
@@ -83,6 +84,7 @@ class ParagraphsDedup(Strict):
     false_positive_rate: float = Field(default=1e-6, gt=0, lt=1)
     bloom_partitions: int = Field(default=8, ge=1, description="a power of two")
     keep_work: bool = False
+    against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
 
     @field_validator("bloom_partitions")
     @classmethod
@@ -99,8 +101,8 @@ class MinHashDedup(Strict):
     attribute: str = "minhash_duplicates"
     ngram: int = Field(default=5, ge=1)
     num_perm: int | None = Field(default=None, ge=1, description="default bands * rows")
-    bands: int = Field(default=9, ge=1)
-    rows: int = Field(default=13, ge=1)
+    bands: int = Field(default=16, ge=1)
+    rows: int = Field(default=7, ge=1)
     threshold: float = Field(default=0.8, ge=0, le=1)
     verify: Literal["exact", "none"] = "exact"
     seed: int = 1
@@ -109,6 +111,7 @@ class MinHashDedup(Strict):
     partitions: int | None = Field(default=None, ge=1)
     clusters_path: str | None = None
     keep_work: bool = False
+    against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
 
     @model_validator(mode="after")
     def _enough_permutations(self) -> "MinHashDedup":
@@ -122,7 +125,9 @@ class DecontaminateDedup(Strict):
     defaults equal that module's DEFAULTS (tested)."""
 
     attribute: str = "decontamination_spans"
-    eval_sets: list[str] = Field(min_length=1, description="files, globs, folders or hf:NAME[:CONFIG][@SPLIT]")
+    eval_sets: list[str] | None = Field(default=None, min_length=1,
+                                        description="files, globs, folders or hf:NAME[:CONFIG][@SPLIT]")
+    eval_index: str | None = Field(default=None, description="an evaluation registry INDEX[@VERSION]")
     ngram: int = Field(default=13, ge=1)
     text_field: str = "text"
     separator: str = "\n"
@@ -134,6 +139,13 @@ class DecontaminateDedup(Strict):
     @classmethod
     def _one_or_many(cls, v):
         return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DecontaminateDedup":
+        if (self.eval_sets is None) == (self.eval_index is None):
+            raise ValueError("give eval_sets (files, globs, hf: datasets) or eval_index (a registry built by "
+                             "`dolma-prep index build --kinds ngram`), not both or neither")
+        return self
 
 
 DEDUP_OPTIONS: dict[str, type[Strict]] = {
@@ -387,7 +399,14 @@ def load_mix(path: str, data_root: str | None = None, output: str | None = None)
                 t.options[k] = [_resolve(base, x) if isinstance(x, str) else x for x in v]
     dc = mix.dedup.decontaminate
     if dc is not None:  # evaluation sets resolve against the mix file too (hf: names are not paths)
-        dc.eval_sets = [e if e.startswith("hf:") else _resolve(base, e) for e in dc.eval_sets]
+        if dc.eval_sets is not None:
+            dc.eval_sets = [e if e.startswith("hf:") else _resolve(base, e) for e in dc.eval_sets]
+        if dc.eval_index is not None:
+            dc.eval_index = _resolve(base, dc.eval_index)
+    for kind in ("exact", "paragraphs", "minhash"):  # an index to dedup against resolves against the mix file too
+        cfg = getattr(mix.dedup, kind)
+        if cfg is not None and cfg.against is not None:
+            cfg.against = _resolve(base, cfg.against)
     for src in mix.sources:
         ds = src.dataset
         if ds is not None:

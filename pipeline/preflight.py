@@ -134,7 +134,12 @@ def _eval_set_problems(mix: MixFile, where: str) -> list[str]:
     if dc is None:
         return []
     out = []
-    for i, spec in enumerate(dc.eval_sets):
+    if dc.eval_index is not None:  # an evaluation registry: its manifest must be there
+        path = dc.eval_index.rsplit("@", 1)[0] if "@" in dc.eval_index.rsplit("/", 1)[-1] else dc.eval_index
+        if not io.is_remote(path) and not os.path.exists(os.path.join(path, "index.json")):
+            out.append(f"{where}: dedup.decontaminate.eval_index: {path} is not an evaluation registry (no "
+                       "index.json); build one with `dolma-prep index build --kinds ngram --documents ... --output`")
+    for i, spec in enumerate(dc.eval_sets or []):
         at = f"{where}: dedup.decontaminate.eval_sets[{i}]"
         if spec.startswith("hf:"):
             try:

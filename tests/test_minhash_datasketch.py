@@ -114,7 +114,7 @@ def test_same_seed_gives_datasketch_different_permutations():
         assert theirs.shape == (2, 16) and not np.array_equal(theirs, np.stack([a, b]))
 
 
-def test_default_bands_are_what_datasketch_picks_for_threshold_0_8():
-    # dedup/minhash.py: "b=9, r=13 (117 permutations; what datasketch picks for threshold 0.8
-    # and 128 permutations)"
+def test_datasketch_picks_9_x_13_for_threshold_0_8():
+    # dedup/minhash.py: "datasketch's choice for 0.8 and 128 permutations, 9 x 13, gives only
+    # 0.40 at s=0.8" (the default before 16 x 7)
     assert ds_lsh._optimal_param(0.8, 128, 0.5, 0.5) == (9, 13)

@@ -149,7 +149,8 @@ def test_dedup_option_typo_is_named_with_the_fix(tmp_path):
     ("minhash", "{verify: maybe}", "dedup.minhash.verify"),
     ("minhash", "{hash_family: md5}", "dedup.minhash.hash_family"),
     ("minhash", "{bands: 20, rows: 6, num_perm: 100}", "num_perm=100 < bands*rows=120"),
-    ("decontaminate", "{ngram: 13}", "dedup.decontaminate.eval_sets"),  # required
+    ("decontaminate", "{ngram: 13}", "give eval_sets (files, globs, hf: datasets) or eval_index"),  # one required
+    ("decontaminate", "{eval_sets: [a.jsonl], eval_index: reg}", "not both or neither"),
 ])
 def test_dedup_option_values_are_checked(tmp_path, kind, body, field):
     with pytest.raises(InputError, match=re.escape(field)):

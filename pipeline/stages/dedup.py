@@ -42,7 +42,12 @@ def run_dedup(mix, shards: list, ctx: dict, progress=None) -> dict[str, dict]:
         if marker is not None:
             results[kind] = marker
             continue
-        params: dict[str, Any] = dict(cfg) if isinstance(cfg, dict) else cfg.model_dump()
+        if isinstance(cfg, dict):
+            params: dict[str, Any] = dict(cfg)
+        elif getattr(cfg, "against", None) or getattr(cfg, "eval_index", None):
+            params = cfg.model_dump(exclude_unset=True)  # options left out come from the index, not the defaults
+        else:
+            params = cfg.model_dump()
         attribute = params.pop("attribute", dedup_attribute(kind, cfg))
         pairs = [(s.path, io.join(mix.output, "attributes", attribute, s.rel)) for s in shards]
         stats = counts_only(runner(kind)(pairs, attribute, io.join(ctx["work"], "dedup", kind), **params))
