@@ -203,8 +203,11 @@ def test_cli_dedup_params_use_the_same_models():
 def test_general_mix_loads_with_typed_paragraph_options():
     mix = load_mix(os.path.join(MIXES, "general.yaml"))
     p = mix.dedup.paragraphs
-    assert (p.attribute, p.ngram_length, p.overlap_threshold) == ("bff_duplicate_paragraph_spans", 13, 0.5)
-    assert mix.dedup.minhash is None and mix.dedup.exact.key == "text"
+    # dolma's attribute name for Dolma 1.7's `dd_ngram_dp_030` run (mixes/SOURCES.md)
+    assert (p.attribute, p.ngram_length, p.overlap_threshold) == ("dedupe_para_ngrams_13_1", 13, 0.5)
+    # general.yaml has no global exact dedup: no v1.7 path names one (mixes/SOURCES.md)
+    assert mix.dedup.minhash is None and mix.dedup.exact is None
+    assert mix.dedup.decontaminate.attribute == "paloma_paragraphs"
 
 
 def test_hostile_filter_in_a_mix_is_refused_at_load(tmp_path):

@@ -53,8 +53,9 @@ def test_bundled_general_mix_before_and_after_make_models(tmp_path):
     if os.path.exists(model):
         preflight(mix, general)
     else:
+        i = next(i for i, t in enumerate(mix.taggers) if t.name == "cc_multi_bin")
         assert _problems(general, mix) == [
-            f"{general}: taggers[3] (cc_multi_bin).options.model_path: {model} does not exist; "
+            f"{general}: taggers[{i}] (cc_multi_bin).options.model_path: {model} does not exist; "
             'run "make models" first (it runs dolma-prep train-classifier mixes/classifiers/quality_sample.yaml)']
 
 
