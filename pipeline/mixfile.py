@@ -64,6 +64,8 @@ class DedupConfig(Strict):
     paragraphs: dict[str, Any] | None = None
     minhash: dict[str, Any] | None = None
     decontaminate: dict[str, Any] | None = None
+    # exact-substring spans (suffix arrays): {min_length: K, unit: bytes|tokens, part_size: ...}
+    substrings: dict[str, Any] | None = None
 
 
 class TokenizerConfig(Strict):

@@ -1,0 +1,483 @@
+"""Exact-substring dedup with suffix arrays (Lee et al., ACL 2022, arXiv 2107.06499).
+
+Every substring of at least `min_length` units (UTF-8 bytes, or tokens of the bundled OLMo
+tokenizer with `unit="tokens"`) that occurs more than once in the corpus - in two documents,
+or twice in one, overlapping or not - is marked in every one of its occurrences, as the
+reference implementation's `self-similar` + `collect` do. The attribute holds, per document,
+the merged spans `[start, end, 1]` in CHARACTER offsets of the text; with bytes, a span covers
+the characters whose UTF-8 bytes all lie in the duplicated bytes (a duplicated byte range that
+starts or ends inside a multi-byte character leaves that character in place).
+
+Definition used (and checked by brute force in the tests): with K = min_length, a unit
+position p of a document is duplicated when some K-window [q, q + K) with q <= p < q + K lies
+inside its document and the same K units occur at another position of the corpus. The union
+of those windows is exactly the union of all repeated substrings of length >= K.
+
+Rounds of tasks (`runtime.run_tasks`), every intermediate under `work_dir`:
+
+  1. read (per shard): units of each valid document -> units-<s>.bin (+ token character
+     offsets), the document table and ids;
+  2. suffix (per part): a part is a fixed range of the corpus' unit stream ([k P, (k+1) P),
+     P = `part_size`; a document belongs to the part where it starts). The part's documents,
+     each followed by a separator that occurs in no window, go through libdivsufsort
+     (`pydivsufsort`): suffix array + LCP (Kasai). Valid windows (inside one document) with
+     equal K-prefixes are contiguous in suffix order: each run is one distinct window, a
+     duplicate inside the part when it holds >= 2 suffixes. With more than one part, each
+     distinct window's 64-bit fingerprint (polynomial rolling hash, mixed) goes to one of R
+     buckets;
+  3. fingerprints (per bucket): fingerprints present in >= 2 parts are candidates;
+  4. windows (per part): the K units of each candidate window, to its bucket;
+  5. verify (per bucket): candidates grouped by their actual units (byte comparison, so a
+     fingerprint collision never invents a duplicate); a window held by >= 2 parts is
+     confirmed. This is the cross-part merge: the reference implementation merges the parts'
+     suffix arrays with the whole text at hand; here only fingerprints (8 B per distinct
+     window) and the K units of windows that are candidates travel, and no task holds more
+     than one part or one bucket;
+  6. spans (per part): windows duplicated within or across parts -> merged unit ranges ->
+     character spans per document;
+  7. write (per shard): one attribute line per input line.
+
+With one part (the corpus fits `part_size`), rounds 3-5 are skipped.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from dolma_prep.pipeline import io
+from dolma_prep.pipeline.runtime import run_tasks, summarise
+
+DEFAULTS = dict(min_length=100, unit="bytes", part_size=1 << 26, tokenizer=None, buckets=None)
+UNITS = ("bytes", "tokens")
+_BASE = 0x9E3779B97F4A7C15  # odd, so invertible mod 2^64
+_CHUNK = 1 << 22
+_M64 = (1 << 64) - 1
+
+
+def _bundled_tokenizer() -> str:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(here, "pipeline", "resources", "allenai_gpt-neox-olmo-dolma-v1_5.json")
+
+
+# ------------------------------------------------------------------------------------ round 1
+def _stage_read(s: int, doc_path: str, work: str, unit: str, tokenizer: str | None) -> dict:
+    tok = None
+    if unit == "tokens":
+        from tokenizers import Tokenizer
+
+        with io.local_copy(tokenizer or _bundled_tokenizer()) as p:
+            tok = Tokenizer.from_file(p)
+    ids: list[str] = []
+    lines, starts, lengths = [], [], []
+    invalid = pos = 0
+    with io.AtomicWriter(io.join(work, f"units-{s}.bin")) as out, \
+            io.AtomicWriter(io.join(work, f"offsets-{s}.bin")) as offs:
+        for line, (_, doc) in enumerate(io.iter_documents(doc_path)):
+            if doc is None:
+                ids.append("null")
+                invalid += 1
+                continue
+            ids.append(io.json_value(doc["id"]))
+            text = doc["text"]
+            if tok is None:
+                u = text.encode("utf-8")
+                n = len(u)
+                data = u
+            else:
+                enc = tok.encode(text, add_special_tokens=False)
+                n = len(enc.ids)
+                data = np.asarray(enc.ids, dtype=np.uint32).tobytes()
+                offs.write(np.asarray(enc.offsets, dtype=np.int32).reshape(-1, 2).tobytes())
+            if n == 0:
+                continue
+            out.write(data)
+            lines.append(line)
+            starts.append(pos)
+            lengths.append(n)
+            pos += n
+    io.save_npz(io.join(work, f"docs-{s}.npz"), line=np.asarray(lines, np.int64),
+                start=np.asarray(starts, np.int64), length=np.asarray(lengths, np.int64))
+    io.write_text_atomic(io.join(work, f"ids-{s}.txt"), "\n".join(ids))
+    return {"lines": len(ids), "invalid": invalid, "documents": len(ids) - invalid, "units": pos}
+
+
+# ------------------------------------------------------------------------------- part loading
+def _read_range(path: str, start: int, count: int, dtype) -> np.ndarray:
+    size = np.dtype(dtype).itemsize
+    with io.open_random(path) as f:
+        f.seek(start * size)
+        data = f.read(count * size)
+    if len(data) != count * size:
+        raise IOError(f"{path}: expected {count * size} bytes at offset {start * size}, read {len(data)}")
+    return np.frombuffer(data, dtype=dtype)
+
+
+def _load_part(work: str, lo: int, hi: int, bases: list[int], units: list[int], unit: str):
+    """The documents whose first unit (in the corpus stream) lies in [lo, hi), each followed by
+    a separator: (seq, table of (shard, line, start in seq, length), token offsets or None)."""
+    dtype = np.uint8 if unit == "bytes" else np.uint32
+    pieces, offs, shard_l, line_l, len_l = [], [], [], [], []
+    for s, (base, n) in enumerate(zip(bases, units)):
+        if n == 0 or base >= hi or base + n <= lo:
+            continue
+        d = io.load_npz(io.join(work, f"docs-{s}.npz"))
+        g = base + d["start"]
+        pick = np.flatnonzero((g >= lo) & (g < hi))
+        if len(pick) == 0:
+            continue
+        a, b = int(d["start"][pick[0]]), int(d["start"][pick[-1]] + d["length"][pick[-1]])
+        pieces.append(_read_range(io.join(work, f"units-{s}.bin"), a, b - a, dtype))
+        if unit == "tokens":
+            offs.append(_read_range(io.join(work, f"offsets-{s}.bin"), 2 * a, 2 * (b - a), np.int32).reshape(-1, 2))
+        shard_l.append(np.full(len(pick), s, np.int64))
+        line_l.append(d["line"][pick])
+        len_l.append(d["length"][pick])
+    if not pieces:
+        z = np.empty(0, np.int64)
+        return np.empty(0, dtype), (z, z, z, z), None
+    raw = np.concatenate(pieces)
+    lengths = np.concatenate(len_l)
+    ends = np.cumsum(lengths)
+    sep = 0xFF if unit == "bytes" else (int(raw.max()) + 1)  # 0xFF is never in UTF-8
+    seq = np.insert(raw, ends, np.array(sep, dtype=dtype))  # one separator after each document
+    starts = ends - lengths + np.arange(len(lengths))
+    tok_offs = None
+    if unit == "tokens":
+        tok_offs = np.insert(np.concatenate(offs), ends, 0, axis=0)
+    return seq, (np.concatenate(shard_l), np.concatenate(line_l), starts, lengths), tok_offs
+
+
+# ------------------------------------------------------------------------------- fingerprints
+def _pow_mod64(base: int, e: np.ndarray) -> np.ndarray:
+    """base ** e mod 2^64, elementwise."""
+    out = np.ones(len(e), np.uint64)
+    b = np.full(len(e), base, np.uint64)
+    e = e.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        while e.any():
+            odd = (e & np.uint64(1)).astype(bool)
+            out[odd] *= b[odd]
+            b *= b
+            e >>= np.uint64(1)
+    return out
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads the polynomial hash over all bits (for bucketing)."""
+    with np.errstate(over="ignore"):
+        z = z ^ (z >> np.uint64(30))
+        z = z * np.uint64(0xBF58476D1CE4E5B9)
+        z = z ^ (z >> np.uint64(27))
+        z = z * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _fingerprints(seq: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
+    """64-bit fingerprint of seq[p:p+k] for each p in pos: sum seq[p+t] B^(k-1-t) mod 2^64, mixed.
+    Computed chunk by chunk from prefix sums x_j B^-(j+1), so memory stays ~24 B x _CHUNK.
+    Collisions only cost verification work: round 5 compares the actual units."""
+    out = np.empty(len(pos), np.uint64)
+    order = np.argsort(pos, kind="stable")
+    sp = pos[order]
+    binv = pow(_BASE, -1, 1 << 64)
+    n = len(seq)
+    with np.errstate(over="ignore"):
+        for c0 in range(0, n, _CHUNK):
+            i0, i1 = np.searchsorted(sp, [c0, c0 + _CHUNK])
+            if i0 == i1:
+                continue
+            c1 = min(n, c0 + _CHUNK + k)
+            m = c1 - c0
+            w = np.full(m, binv, np.uint64)
+            np.cumprod(w, out=w)  # B^-(j+1)
+            w *= seq[c0:c1].astype(np.uint64) + np.uint64(1)
+            g = np.zeros(m + 1, np.uint64)
+            np.cumsum(w, out=g[1:])
+            loc = (sp[i0:i1] - c0).astype(np.int64)
+            h = (g[loc + k] - g[loc]) * _pow_mod64(_BASE, loc + k)
+            out[order[i0:i1]] = h
+    return _mix64(out)
+
+
+def _bucket(fp: np.ndarray, r: int) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return (((fp >> np.uint64(32)) * np.uint64(r)) >> np.uint64(32)).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------ round 2
+def _stage_suffix(p: int, work: str, lo: int, hi: int, bases: list, units: list, params: dict,
+                  n_parts: int, buckets: int) -> dict:
+    from pydivsufsort import divsufsort, kasai
+
+    k, unit = params["min_length"], params["unit"]
+    seq, (shard, line, starts, lengths), _ = _load_part(work, lo, hi, bases, units, unit)
+    n = len(seq)
+    pw = io.join(work, f"part-{p}")
+    io.save_npz(pw + "-docs.npz", shard=shard, line=line, start=starts, length=lengths)
+    if n == 0:
+        io.save_npy(pw + "-sa.npy", np.empty(0, np.int64))
+        io.save_npz(pw + "-groups.npz", gstart=np.empty(0, np.int64), gsize=np.empty(0, np.int64))
+        for b in range(buckets if n_parts > 1 else 0):
+            io.save_npz(io.join(work, f"fp-{p}-{b}.npz"), fp=np.empty(0, np.uint64), rep=np.empty(0, np.int64))
+        return {"part_units": 0, "documents": 0, "distinct_windows": 0, "windows_within": 0,
+                "shards": sorted(set(shard.tolist()))}
+    # valid window starts: [start, start + length - k] of each document long enough
+    valid = np.zeros(n + 1, np.int8)
+    long_enough = lengths >= k
+    valid[starts[long_enough]] = 1
+    valid[(starts + lengths - k + 1)[long_enough]] = -1
+    valid = np.cumsum(valid[:-1], dtype=np.int8).astype(bool)
+    sa = divsufsort(seq)
+    lcp = kasai(seq, sa)  # lcp[i] = LCP(sa[i], sa[i + 1])
+    v = valid[sa]
+    del valid
+    ge = np.zeros(n + 1, bool)  # ge[i + 1]: suffixes i and i + 1 share >= k units
+    ge[1:n] = lcp[: n - 1] >= k
+    del lcp
+    # runs of valid suffixes with equal k-prefix (a suffix next to a valid one with lcp >= k is
+    # itself valid: its k-window equals a window without separator)
+    gstart = np.flatnonzero(v & ~ge[:n])
+    gend = np.flatnonzero(v & ~ge[1:]) + 1
+    del v, ge
+    idx_t = np.int32 if n < 2**31 else np.int64
+    gstart, gsize = gstart.astype(idx_t), (gend - gstart).astype(idx_t)
+    del gend
+    io.save_npy(pw + "-sa.npy", sa)
+    io.save_npz(pw + "-groups.npz", gstart=gstart, gsize=gsize)
+    if n_parts > 1:
+        fp = _fingerprints(seq, sa[gstart].astype(np.int64), k)
+        bk = _bucket(fp, buckets)
+        order = np.argsort(bk, kind="stable")
+        cuts = np.searchsorted(bk[order], np.arange(buckets + 1))
+        for b in range(buckets):
+            sel = order[cuts[b]:cuts[b + 1]]
+            io.save_npz(io.join(work, f"fp-{p}-{b}.npz"), fp=fp[sel], rep=sel.astype(idx_t))
+    return {"part_units": int(n - len(starts)), "documents": int(len(starts)), "distinct_windows": int(len(gstart)),
+            "windows_within": int((gsize >= 2).sum()), "shards": sorted(set(shard.tolist()))}
+
+
+# ------------------------------------------------------------------------------------ round 3
+def _stage_candidates(b: int, work: str, n_parts: int) -> dict:
+    fps, parts = [], []
+    per = []
+    for p in range(n_parts):
+        z = io.load_npz(io.join(work, f"fp-{p}-{b}.npz"))
+        per.append(z)
+        fps.append(z["fp"])
+        parts.append(np.full(len(z["fp"]), p, np.int64))
+    fp, part = np.concatenate(fps), np.concatenate(parts)
+    order = np.lexsort((part, fp))
+    fp_s, part_s = fp[order], part[order]
+    first_pair = np.ones(len(fp_s), bool)
+    first_pair[1:] = (fp_s[1:] != fp_s[:-1]) | (part_s[1:] != part_s[:-1])
+    pf = fp_s[first_pair]  # one entry per (fingerprint, part)
+    multi = np.zeros(len(pf), bool)
+    same = pf[1:] == pf[:-1]
+    multi[1:] |= same
+    multi[:-1] |= same
+    cand = np.unique(pf[multi])
+    total = 0
+    for p, z in enumerate(per):
+        sel = z["rep"][np.isin(z["fp"], cand)]
+        total += len(sel)
+        io.save_npy(io.join(work, f"cand-{b}-{p}.npy"), sel)
+    return {"candidate_fingerprints": int(len(cand)), "candidate_windows": total}
+
+
+# ------------------------------------------------------------------------------------ round 4
+def _stage_windows(p: int, work: str, lo: int, hi: int, bases: list, units: list, params: dict, buckets: int) -> dict:
+    k, unit = params["min_length"], params["unit"]
+    seq, _, _ = _load_part(work, lo, hi, bases, units, unit)
+    sa = io.load_npy(io.join(work, f"part-{p}-sa.npy"), mmap=True)
+    gstart = io.load_npz(io.join(work, f"part-{p}-groups.npz"))["gstart"]
+    m = 0
+    for b in range(buckets):
+        rep = io.load_npy(io.join(work, f"cand-{b}-{p}.npy"))
+        pos = np.asarray(sa[gstart[rep]], dtype=np.int64)
+        win = seq[pos[:, None] + np.arange(k)] if len(pos) else np.empty((0, k), seq.dtype)
+        io.save_npz(io.join(work, f"win-{p}-{b}.npz"), rep=rep, win=win)
+        m += len(rep)
+    return {"windows_sent": m}
+
+
+# ------------------------------------------------------------------------------------ round 5
+def _stage_verify(b: int, work: str, n_parts: int) -> dict:
+    wins, parts, reps = [], [], []
+    for p in range(n_parts):
+        z = io.load_npz(io.join(work, f"win-{p}-{b}.npz"))
+        wins.append(z["win"])
+        reps.append(z["rep"])
+        parts.append(np.full(len(z["rep"]), p, np.int64))
+    win = np.ascontiguousarray(np.concatenate(wins))
+    part, rep = np.concatenate(parts), np.concatenate(reps)
+    confirmed = 0
+    if len(win):
+        keys = win.view(np.dtype((np.void, win.shape[1] * win.itemsize))).ravel()
+        _, inv = np.unique(keys, return_inverse=True)
+        inv = inv.ravel()
+        # distinct (window, part) pairs; a window held by >= 2 parts is a cross-part duplicate
+        pairs = np.unique(inv * n_parts + part)
+        n_parts_of = np.bincount(pairs // n_parts, minlength=int(inv.max()) + 1)
+        keep = n_parts_of[inv] >= 2
+    else:
+        keep = np.zeros(0, bool)
+    for p in range(n_parts):
+        sel = rep[keep & (part == p)]
+        confirmed += len(sel)
+        io.save_npy(io.join(work, f"conf-{b}-{p}.npy"), sel)
+    return {"confirmed_windows": confirmed, "fingerprint_collisions": int(len(rep) - confirmed)}
+
+
+# ------------------------------------------------------------------------------------ round 6
+def _stage_spans(p: int, work: str, lo: int, hi: int, bases: list, units: list, params: dict,
+                 n_parts: int, buckets: int) -> dict:
+    k, unit = params["min_length"], params["unit"]
+    seq, (shard, line, starts, lengths), tok_offs = _load_part(work, lo, hi, bases, units, unit)
+    sa = io.load_npy(io.join(work, f"part-{p}-sa.npy"), mmap=True)
+    g = io.load_npz(io.join(work, f"part-{p}-groups.npz"))
+    gstart, gsize = g["gstart"], g["gsize"]
+    dup = gsize >= 2
+    within = int(dup.sum())
+    if n_parts > 1:
+        for b in range(buckets):
+            dup[io.load_npy(io.join(work, f"conf-{b}-{p}.npy"))] = True
+    cs, cn = gstart[dup].astype(np.int64), gsize[dup].astype(np.int64)
+    total = int(cn.sum())
+    idx = np.repeat(cs - (np.cumsum(cn) - cn), cn) + np.arange(total)  # every suffix of every dup group
+    pos = np.sort(np.asarray(sa[idx], dtype=np.int64))
+    empty = np.empty(0, np.int64)
+    if len(pos) == 0:
+        io.save_npz(io.join(work, f"spans-{p}.npz"), shard=empty, line=empty, start=empty, end=empty)
+        return {"duplicate_units": 0, "duplicate_chars": 0, "spans": 0, "documents_with_duplicates": 0,
+                "groups_within": within, "groups_duplicated": int(dup.sum())}
+    new_run = np.ones(len(pos), bool)
+    new_run[1:] = pos[1:] > pos[:-1] + k  # windows of equal length: overlap or touch -> one run
+    run_s = pos[new_run]
+    last = np.append(np.flatnonzero(new_run)[1:] - 1, len(pos) - 1)
+    run_e = pos[last] + k
+    doc = np.searchsorted(starts, run_s, side="right") - 1
+    ds = starts[doc]
+    if unit == "bytes":
+        lead = (seq & 0xC0) != 0x80  # bytes that begin a character
+        cl = np.zeros(len(seq) + 1, np.int64)
+        np.cumsum(lead, out=cl[1:])
+        c_start = cl[run_s] - cl[ds]
+        c_end = cl[run_e] - cl[ds] - (~lead[run_e]).astype(np.int64)
+    else:
+        c_start = tok_offs[run_s, 0].astype(np.int64)
+        c_end = tok_offs[run_e - 1, 1].astype(np.int64)
+    ok = c_end > c_start
+    io.save_npz(io.join(work, f"spans-{p}.npz"), shard=shard[doc][ok], line=line[doc][ok],
+                start=c_start[ok], end=c_end[ok])
+    return {"duplicate_units": int((run_e - run_s).sum()), "duplicate_chars": int((c_end - c_start)[ok].sum()),
+            "spans": int(ok.sum()), "documents_with_duplicates": int(len(np.unique(doc[ok]))),
+            "groups_within": within, "groups_duplicated": int(dup.sum())}
+
+
+# ------------------------------------------------------------------------------------ round 7
+def _stage_write(s: int, out_path: str, work: str, attribute: str, parts: list[int]) -> dict:
+    by_line: dict[int, list[str]] = {}
+    chars = 0
+    for p in parts:
+        z = io.load_npz(io.join(work, f"spans-{p}.npz"))
+        for i in np.flatnonzero(z["shard"] == s):
+            a, e = int(z["start"][i]), int(z["end"][i])
+            by_line.setdefault(int(z["line"][i]), []).append(f"[{a},{e},1]")
+            chars += e - a
+    text = io.read_text(io.join(work, f"ids-{s}.txt"))
+    ids = text.split("\n") if text else []
+    name_js = json.dumps(attribute, ensure_ascii=False)
+    with io.AtomicWriter(out_path) as out:
+        for line, id_js in enumerate(ids):
+            spans = by_line.get(line)
+            out.write_text(io.attribute_line(id_js, name_js, "[" + ",".join(spans) + "]" if spans else "[]"))
+    return {"documents_with_duplicates": len(by_line), "duplicate_span_chars": chars}
+
+
+def run_substrings(
+    shards: list[tuple[str, str]],
+    attribute: str,
+    work_dir: str,
+    *,
+    workers: int | None = None,
+    keep_work: bool = False,
+    **params,
+) -> dict:
+    """Exact-substring dedup over `shards` [(documents_path, attributes_path), ...].
+
+    Parameters: min_length=100 (K, in units: every repeated substring of >= K units is marked,
+    in all its occurrences), unit="bytes" | "tokens" (tokens of `tokenizer`, default the
+    bundled OLMo tokenizer), part_size=2**26 units per suffix-array part (a part task holds
+    ~13 B per unit at its peak), buckets=None (fingerprint buckets of the cross-part merge;
+    default the number of parts).
+    """
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"run_substrings: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    if p["unit"] not in UNITS:
+        raise io.InputError(f"substrings: unit must be one of {', '.join(UNITS)}, got {p['unit']!r}")
+    k = p["min_length"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise io.InputError(f"substrings: min_length must be an integer >= 1, got {k!r}")
+    part_size = p["part_size"]
+    if isinstance(part_size, bool) or not isinstance(part_size, int) or part_size < 1:
+        raise io.InputError(f"substrings: part_size must be an integer >= 1, got {part_size!r}")
+    work = io.join(work_dir, "substrings")
+    io.rmtree(work)
+
+    r1 = run_tasks("substrings:read", _stage_read,
+                   [(s, d, work, p["unit"], p["tokenizer"]) for s, (d, _) in enumerate(shards)], max_in_flight=workers)
+    units = [int(r["units"]) for r in r1]
+    bases = [int(x) for x in np.cumsum([0] + units[:-1])]
+    total = sum(units)
+    n_parts = max(1, -(-total // part_size))
+    buckets = int(p["buckets"] or n_parts)
+    ranges = [(q * part_size, (q + 1) * part_size) for q in range(n_parts)]
+    r2 = run_tasks("substrings:suffix", _stage_suffix,
+                   [(q, work, lo, hi, bases, units, p, n_parts, buckets) for q, (lo, hi) in enumerate(ranges)],
+                   max_in_flight=workers)
+    r3 = r4 = r5 = []
+    if n_parts > 1:
+        r3 = run_tasks("substrings:fingerprints", _stage_candidates, [(b, work, n_parts) for b in range(buckets)],
+                       max_in_flight=workers)
+        r4 = run_tasks("substrings:windows", _stage_windows,
+                       [(q, work, lo, hi, bases, units, p, buckets) for q, (lo, hi) in enumerate(ranges)],
+                       max_in_flight=workers)
+        r5 = run_tasks("substrings:verify", _stage_verify, [(b, work, n_parts) for b in range(buckets)],
+                       max_in_flight=workers)
+    r6 = run_tasks("substrings:spans", _stage_spans,
+                   [(q, work, lo, hi, bases, units, p, n_parts, buckets) for q, (lo, hi) in enumerate(ranges)],
+                   max_in_flight=workers)
+    parts_of: dict[int, list[int]] = {}
+    for q, r in enumerate(r2):
+        for s in r["shards"]:
+            parts_of.setdefault(s, []).append(q)
+    r7 = run_tasks("substrings:write", _stage_write,
+                   [(s, o, work, attribute, parts_of.get(s, [])) for s, (_, o) in enumerate(shards)],
+                   max_in_flight=workers)
+    if not keep_work:
+        io.rmtree(work)
+    return {
+        "kind": "substrings",
+        "unit": p["unit"],
+        "min_length": k,
+        "shards": len(shards),
+        "documents": sum(r["documents"] for r in r1),
+        "invalid_lines": sum(r["invalid"] for r in r1),
+        "units": total,
+        "parts": n_parts,
+        "buckets": buckets if n_parts > 1 else 0,
+        "distinct_windows": sum(r["distinct_windows"] for r in r2),
+        "candidate_windows": sum(r["candidate_windows"] for r in r3),
+        "cross_part_windows": sum(r["confirmed_windows"] for r in r5),
+        "duplicate_units": sum(r["duplicate_units"] for r in r6),
+        "duplicate_spans": sum(r["spans"] for r in r6),
+        "documents_with_duplicates": sum(r["documents_with_duplicates"] for r in r7),
+        "duplicate_span_chars": sum(r["duplicate_span_chars"] for r in r7),
+        "stages": {"read": summarise(r1), "suffix": summarise(r2), "fingerprints": summarise(r3),
+                   "windows": summarise(r4), "verify": summarise(r5), "spans": summarise(r6),
+                   "write": summarise(r7)},
+    }
