@@ -261,7 +261,7 @@ def planted_sample(dst):
             docs = [json.loads(line) for line in gzip.open(f, "rt", encoding="utf-8")]
             rel = os.path.relpath(f, SAMPLE)
             if rel in ("c4/0000.jsonl.gz", "wiki/0001.jsonl.gz", "pes2o/0000.jsonl.gz"):
-                j = {"c4": 3, "wiki": 5, "pes2o": 0}[src]
+                j = {"c4": 3, "wiki": 4, "pes2o": 0}[src]
                 t = docs[j]["text"]
                 at = {"c4": 0, "wiki": len(t) // 2, "pes2o": len(t)}[src]
                 docs[j]["text"] = t[:at] + PLANTED + t[at:]
