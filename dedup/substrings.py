@@ -23,21 +23,23 @@ Rounds of tasks (`runtime.run_tasks`), every intermediate under `work_dir`:
      (`pydivsufsort`): suffix array + LCP (Kasai). Valid windows (inside one document) with
      equal K-prefixes are contiguous in suffix order: each run is one distinct window, a
      duplicate inside the part when it holds >= 2 suffixes. With more than one part, each
-     distinct window's 64-bit fingerprint (polynomial rolling hash, mixed) goes to one of R
-     buckets;
-  3. fingerprints (per bucket): fingerprints present in >= 2 parts are candidates;
-  4. windows (per part): the K units of each candidate window, to its bucket;
-  5. verify (per bucket): candidates grouped by their actual units (byte comparison, so a
-     fingerprint collision never invents a duplicate); a window held by >= 2 parts is
-     confirmed. This is the cross-part merge: the reference implementation merges the parts'
-     suffix arrays with the whole text at hand; here only fingerprints (8 B per distinct
-     window) and the K units of windows that are candidates travel, and no task holds more
-     than one part or one bucket;
+     distinct window gets a 128-bit fingerprint (two polynomial hashes mod 2^64 with different
+     bases, each mixed) and goes to one of R buckets by its first half;
+  3. fingerprints (per bucket): a fingerprint held by >= 2 parts marks a cross-part duplicate
+     (verify="fingerprints", default: a false match needs a 128-bit collision), or a
+     candidate (verify="units");
+  4. windows (verify="units", per part): the K units of each candidate window, to its bucket;
+  5. verify (verify="units", per bucket): candidates grouped by their actual units, so no
+     collision can invent a duplicate; a window held by >= 2 parts is confirmed.
+     Rounds 2-5 are the cross-part merge: the reference implementation merges the parts'
+     suffix arrays with the whole text at hand (one machine); here only fingerprints (16 B per
+     distinct window, + K units per cross-part window with verify="units") travel, and no task
+     holds more than one part or one bucket;
   6. spans (per part): windows duplicated within or across parts -> merged unit ranges ->
      character spans per document;
   7. write (per shard): one attribute line per input line.
 
-With one part (the corpus fits `part_size`), rounds 3-5 are skipped.
+With one part (the corpus fits `part_size`), rounds 3-5 are skipped and the result is exact.
 """
 from __future__ import annotations
 
@@ -49,9 +51,11 @@ import numpy as np
 from dolma_prep.pipeline import io
 from dolma_prep.pipeline.runtime import run_tasks, summarise
 
-DEFAULTS = dict(min_length=100, unit="bytes", part_size=1 << 26, tokenizer=None, buckets=None)
+DEFAULTS = dict(min_length=100, unit="bytes", part_size=1 << 26, tokenizer=None, buckets=None,
+                verify="fingerprints")
 UNITS = ("bytes", "tokens")
-_BASE = 0x9E3779B97F4A7C15  # odd, so invertible mod 2^64
+VERIFY = ("fingerprints", "units")
+_BASES = (0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93)  # odd, so invertible mod 2^64
 _CHUNK = 1 << 22
 _M64 = (1 << 64) - 1
 
@@ -150,20 +154,6 @@ def _load_part(work: str, lo: int, hi: int, bases: list[int], units: list[int], 
 
 
 # ------------------------------------------------------------------------------- fingerprints
-def _pow_mod64(base: int, e: np.ndarray) -> np.ndarray:
-    """base ** e mod 2^64, elementwise."""
-    out = np.ones(len(e), np.uint64)
-    b = np.full(len(e), base, np.uint64)
-    e = e.astype(np.uint64)
-    with np.errstate(over="ignore"):
-        while e.any():
-            odd = (e & np.uint64(1)).astype(bool)
-            out[odd] *= b[odd]
-            b *= b
-            e >>= np.uint64(1)
-    return out
-
-
 def _mix64(z: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: spreads the polynomial hash over all bits (for bucketing)."""
     with np.errstate(over="ignore"):
@@ -174,16 +164,18 @@ def _mix64(z: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def _fingerprints(seq: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
-    """64-bit fingerprint of seq[p:p+k] for each p in pos: sum seq[p+t] B^(k-1-t) mod 2^64, mixed.
-    Computed chunk by chunk from prefix sums x_j B^-(j+1), so memory stays ~24 B x _CHUNK.
-    Collisions only cost verification work: round 5 compares the actual units."""
+def _fingerprints(seq: np.ndarray, pos: np.ndarray, k: int, base: int) -> np.ndarray:
+    """64-bit fingerprint of seq[p:p+k] for each p in pos: sum (seq[p+t] + 1) B^(k-1-t) mod 2^64,
+    mixed. Computed chunk by chunk from prefix sums x_j B^-(j+1), so memory stays ~32 B x _CHUNK."""
     out = np.empty(len(pos), np.uint64)
     order = np.argsort(pos, kind="stable")
     sp = pos[order]
-    binv = pow(_BASE, -1, 1 << 64)
+    binv = pow(base, -1, 1 << 64)
     n = len(seq)
     with np.errstate(over="ignore"):
+        powers = np.full(min(n, _CHUNK) + k + 1, base, np.uint64)
+        powers[0] = 1
+        np.cumprod(powers, out=powers)  # B^e
         for c0 in range(0, n, _CHUNK):
             i0, i1 = np.searchsorted(sp, [c0, c0 + _CHUNK])
             if i0 == i1:
@@ -196,7 +188,7 @@ def _fingerprints(seq: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
             g = np.zeros(m + 1, np.uint64)
             np.cumsum(w, out=g[1:])
             loc = (sp[i0:i1] - c0).astype(np.int64)
-            h = (g[loc + k] - g[loc]) * _pow_mod64(_BASE, loc + k)
+            h = (g[loc + k] - g[loc]) * powers[loc + k]
             out[order[i0:i1]] = h
     return _mix64(out)
 
@@ -220,7 +212,8 @@ def _stage_suffix(p: int, work: str, lo: int, hi: int, bases: list, units: list,
         io.save_npy(pw + "-sa.npy", np.empty(0, np.int64))
         io.save_npz(pw + "-groups.npz", gstart=np.empty(0, np.int64), gsize=np.empty(0, np.int64))
         for b in range(buckets if n_parts > 1 else 0):
-            io.save_npz(io.join(work, f"fp-{p}-{b}.npz"), fp=np.empty(0, np.uint64), rep=np.empty(0, np.int64))
+            io.save_npz(io.join(work, f"fp-{p}-{b}.npz"), fp=np.empty(0, np.uint64), fp2=np.empty(0, np.uint64),
+                        rep=np.empty(0, np.int64))
         return {"part_units": 0, "documents": 0, "distinct_windows": 0, "windows_within": 0,
                 "shards": sorted(set(shard.tolist()))}
     # valid window starts: [start, start + length - k] of each document long enough
@@ -247,43 +240,47 @@ def _stage_suffix(p: int, work: str, lo: int, hi: int, bases: list, units: list,
     io.save_npy(pw + "-sa.npy", sa)
     io.save_npz(pw + "-groups.npz", gstart=gstart, gsize=gsize)
     if n_parts > 1:
-        fp = _fingerprints(seq, sa[gstart].astype(np.int64), k)
+        rep_pos = sa[gstart].astype(np.int64)
+        fp = _fingerprints(seq, rep_pos, k, _BASES[0])
+        fp2 = _fingerprints(seq, rep_pos, k, _BASES[1])
+        del rep_pos
         bk = _bucket(fp, buckets)
         order = np.argsort(bk, kind="stable")
         cuts = np.searchsorted(bk[order], np.arange(buckets + 1))
         for b in range(buckets):
             sel = order[cuts[b]:cuts[b + 1]]
-            io.save_npz(io.join(work, f"fp-{p}-{b}.npz"), fp=fp[sel], rep=sel.astype(idx_t))
+            io.save_npz(io.join(work, f"fp-{p}-{b}.npz"), fp=fp[sel], fp2=fp2[sel], rep=sel.astype(idx_t))
     return {"part_units": int(n - len(starts)), "documents": int(len(starts)), "distinct_windows": int(len(gstart)),
             "windows_within": int((gsize >= 2).sum()), "shards": sorted(set(shard.tolist()))}
 
 
 # ------------------------------------------------------------------------------------ round 3
-def _stage_candidates(b: int, work: str, n_parts: int) -> dict:
-    fps, parts = [], []
-    per = []
+def _stage_candidates(b: int, work: str, n_parts: int, verify: str) -> dict:
+    """Windows whose 128-bit fingerprint (fp, fp2) is held by >= 2 parts: cross-part duplicates
+    (verify="fingerprints") or candidates for the comparison of units (verify="units")."""
+    fp, fp2, part, rep = [], [], [], []
     for p in range(n_parts):
         z = io.load_npz(io.join(work, f"fp-{p}-{b}.npz"))
-        per.append(z)
-        fps.append(z["fp"])
-        parts.append(np.full(len(z["fp"]), p, np.int64))
-    fp, part = np.concatenate(fps), np.concatenate(parts)
-    order = np.lexsort((part, fp))
-    fp_s, part_s = fp[order], part[order]
-    first_pair = np.ones(len(fp_s), bool)
-    first_pair[1:] = (fp_s[1:] != fp_s[:-1]) | (part_s[1:] != part_s[:-1])
-    pf = fp_s[first_pair]  # one entry per (fingerprint, part)
-    multi = np.zeros(len(pf), bool)
-    same = pf[1:] == pf[:-1]
-    multi[1:] |= same
-    multi[:-1] |= same
-    cand = np.unique(pf[multi])
-    total = 0
-    for p, z in enumerate(per):
-        sel = z["rep"][np.isin(z["fp"], cand)]
-        total += len(sel)
-        io.save_npy(io.join(work, f"cand-{b}-{p}.npy"), sel)
-    return {"candidate_fingerprints": int(len(cand)), "candidate_windows": total}
+        fp.append(z["fp"])
+        fp2.append(z["fp2"])
+        rep.append(z["rep"])
+        part.append(np.full(len(z["fp"]), p, np.int64))
+    fp, fp2, part, rep = (np.concatenate(x) for x in (fp, fp2, part, rep))
+    order = np.lexsort((part, fp2, fp))
+    fp, fp2, part, rep = fp[order], fp2[order], part[order], rep[order]
+    same_key = (fp[1:] == fp[:-1]) & (fp2[1:] == fp2[:-1])
+    # a key is held by >= 2 parts when the parts of its first and last entries differ
+    start = np.ones(len(fp), bool)
+    start[1:] = ~same_key
+    key = np.cumsum(start) - 1
+    firsts = np.flatnonzero(start)
+    lasts = np.append(firsts[1:], len(fp)).astype(np.int64)[: len(firsts)] - 1
+    first_part, last_part = part[firsts], part[lasts]
+    multi = (first_part != last_part)[key]
+    name = "conf" if verify == "fingerprints" else "cand"
+    for p in range(n_parts):
+        io.save_npy(io.join(work, f"{name}-{b}-{p}.npy"), np.sort(rep[multi & (part == p)]))
+    return {"cross_part_keys": int((first_part != last_part).sum()), "candidate_windows": int(multi.sum())}
 
 
 # ------------------------------------------------------------------------------------ round 4
@@ -410,13 +407,16 @@ def run_substrings(
     Parameters: min_length=100 (K, in units: every repeated substring of >= K units is marked,
     in all its occurrences), unit="bytes" | "tokens" (tokens of `tokenizer`, default the
     bundled OLMo tokenizer), part_size=2**26 units per suffix-array part (a part task holds
-    ~13 B per unit at its peak), buckets=None (fingerprint buckets of the cross-part merge;
-    default the number of parts).
+    ~14 B per unit at its peak), buckets=None (fingerprint buckets of the cross-part merge;
+    default the number of parts), verify="fingerprints" | "units" (cross-part matches by
+    128-bit fingerprint, or confirmed by comparing the K units, which ships them).
     """
     unknown = set(params) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"run_substrings: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     p = {**DEFAULTS, **params}
+    if p["verify"] not in VERIFY:
+        raise io.InputError(f"substrings: verify must be one of {', '.join(VERIFY)}, got {p['verify']!r}")
     if p["unit"] not in UNITS:
         raise io.InputError(f"substrings: unit must be one of {', '.join(UNITS)}, got {p['unit']!r}")
     k = p["min_length"]
@@ -441,8 +441,9 @@ def run_substrings(
                    max_in_flight=workers)
     r3 = r4 = r5 = []
     if n_parts > 1:
-        r3 = run_tasks("substrings:fingerprints", _stage_candidates, [(b, work, n_parts) for b in range(buckets)],
-                       max_in_flight=workers)
+        r3 = run_tasks("substrings:fingerprints", _stage_candidates,
+                       [(b, work, n_parts, p["verify"]) for b in range(buckets)], max_in_flight=workers)
+    if n_parts > 1 and p["verify"] == "units":
         r4 = run_tasks("substrings:windows", _stage_windows,
                        [(q, work, lo, hi, bases, units, p, buckets) for q, (lo, hi) in enumerate(ranges)],
                        max_in_flight=workers)
@@ -472,7 +473,8 @@ def run_substrings(
         "buckets": buckets if n_parts > 1 else 0,
         "distinct_windows": sum(r["distinct_windows"] for r in r2),
         "candidate_windows": sum(r["candidate_windows"] for r in r3),
-        "cross_part_windows": sum(r["confirmed_windows"] for r in r5),
+        "cross_part_windows": sum(r["confirmed_windows"] for r in r5) if r5 else sum(r["candidate_windows"] for r in r3),
+        "verify": p["verify"],
         "duplicate_units": sum(r["duplicate_units"] for r in r6),
         "duplicate_spans": sum(r["spans"] for r in r6),
         "documents_with_duplicates": sum(r["documents_with_duplicates"] for r in r7),

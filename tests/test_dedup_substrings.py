@@ -144,8 +144,8 @@ def test_hand_computed_spans(tmp_path):
     assert stats["documents_with_duplicates"] == 4
 
 
-@pytest.mark.parametrize("part_size", [1 << 20, 16, 5])
-def test_brute_force_edge_cases(tmp_path, part_size):
+@pytest.mark.parametrize("part_size,verify", [(1 << 20, "fingerprints"), (16, "fingerprints"), (5, "units")])
+def test_brute_force_edge_cases(tmp_path, part_size, verify):
     """Multi-byte UTF-8 (2-, 3- and 4-byte characters, a duplicate that starts inside a
     character), documents shorter than K, a substring repeated inside one document (also
     overlapping itself), empty texts, invalid lines; one part and many parts."""
@@ -158,7 +158,7 @@ def test_brute_force_edge_cases(tmp_path, part_size):
     ]
     expect = split_like(brute_force_bytes([t for docs in shards_docs for _, t in docs], k), shards_docs)
     assert sum(bool(s) for sh in expect for s in sh) >= 6  # the case is not trivial
-    got, stats = run_and_read(tmp_path, shards_docs, k, part_size=part_size)
+    got, stats = run_and_read(tmp_path, shards_docs, k, part_size=part_size, verify=verify)
     assert got == expect
     if part_size < 100:
         assert stats["parts"] > 1 and stats["cross_part_windows"] > 0
@@ -173,8 +173,9 @@ def test_invalid_lines_get_empty_spans(tmp_path):
     assert stats["invalid_lines"] == 2 and stats["documents"] == 2
 
 
-@pytest.mark.parametrize("part_size,buckets", [(1 << 20, None), (97, None), (97, 3), (401, 1)])
-def test_brute_force_random_corpus(tmp_path, part_size, buckets):
+@pytest.mark.parametrize("part_size,buckets,verify", [(1 << 20, None, "fingerprints"), (97, None, "fingerprints"),
+                                                      (97, 3, "units"), (401, 1, "units")])
+def test_brute_force_random_corpus(tmp_path, part_size, buckets, verify):
     """Random texts over a small alphabet (with multi-byte letters): many repeats of every
     length around K, within and across documents and parts."""
     rng = random.Random(3)
@@ -184,7 +185,7 @@ def test_brute_force_random_corpus(tmp_path, part_size, buckets):
     k = 11
     expect = split_like(brute_force_bytes([t for docs in shards_docs for _, t in docs], k), shards_docs)
     assert sum(len(s) for sh in expect for s in sh) > 20
-    got, stats = run_and_read(tmp_path, shards_docs, k, part_size=part_size, buckets=buckets)
+    got, stats = run_and_read(tmp_path, shards_docs, k, part_size=part_size, buckets=buckets, verify=verify)
     assert got == expect
 
 
@@ -204,20 +205,26 @@ def test_brute_force_tokens(tmp_path):
 
 def test_verification_rejects_fingerprint_collisions(tmp_path):
     """Two parts whose distinct windows share a fingerprint (a forced collision) are candidates
-    but not duplicates: round 5 compares the units and confirms only the real match."""
+    but not duplicates with verify="units": round 5 compares the units and confirms only the
+    real match."""
     work = str(tmp_path)
     from dolma_prep.pipeline import io
 
-    # part 0: windows w0 (rep 0), w1 (rep 1); part 1: windows w0 (rep 0), w2 (rep 1); all fp = 7
+    # part 0: windows w0 (rep 0), w1 (rep 1); part 1: windows w0 (rep 0), w2 (rep 1); all fp = (7, 9)
+    # part 2: one window with fp (7, 8): same first half, not a candidate
     for p in range(2):
-        io.save_npz(os.path.join(work, f"fp-{p}-0.npz"), fp=np.array([7, 7], np.uint64), rep=np.array([0, 1]))
-    res = substrings._stage_candidates(0, work, 2)
-    assert res["candidate_windows"] == 4
+        io.save_npz(os.path.join(work, f"fp-{p}-0.npz"), fp=np.array([7, 7], np.uint64),
+                    fp2=np.array([9, 9], np.uint64), rep=np.array([0, 1]))
+    io.save_npz(os.path.join(work, "fp-2-0.npz"), fp=np.array([7], np.uint64), fp2=np.array([8], np.uint64),
+                rep=np.array([0]))
+    res = substrings._stage_candidates(0, work, 3, "units")
+    assert res == {"cross_part_keys": 1, "candidate_windows": 4}
+    assert io.load_npy(os.path.join(work, "cand-0-2.npy")).tolist() == []
     w = {0: [b"ABCD", b"ABCE"], 1: [b"ABCD", b"ZZZZ"]}
     for p in range(2):
         io.save_npz(os.path.join(work, f"win-{p}-0.npz"), rep=np.array([0, 1]),
                     win=np.frombuffer(b"".join(w[p]), np.uint8).reshape(2, 4))
-    res = substrings._stage_verify(0, work, 2)
+    res = substrings._stage_verify(0, work, 2)  # parts 0 and 1 only: part 2 had no candidate
     assert res == {"confirmed_windows": 2, "fingerprint_collisions": 2}
     for p in range(2):
         assert io.load_npy(os.path.join(work, f"conf-0-{p}.npy")).tolist() == [0]
@@ -228,7 +235,7 @@ def test_fingerprints_equal_for_equal_windows():
     seq = rng.integers(0, 4, size=(1 << 22) + 300).astype(np.uint8)  # crosses a chunk boundary
     k = 40
     pos = rng.integers(0, len(seq) - k, size=5000)
-    fp = substrings._fingerprints(seq, pos, k)
+    fp = substrings._fingerprints(seq, pos, k, substrings._BASES[1])
     by_fp, by_win = {}, {}
     for p, f in zip(pos.tolist(), fp.tolist()):
         win = seq[p:p + k].tobytes()
@@ -243,6 +250,8 @@ def test_bad_parameters(tmp_path):
         run_substrings(pairs, "dup", str(tmp_path / "w"), unit="words")
     with pytest.raises(InputError, match="min_length must be an integer >= 1, got 0"):
         run_substrings(pairs, "dup", str(tmp_path / "w"), min_length=0)
+    with pytest.raises(InputError, match="verify must be one of fingerprints, units, got 'bytes'"):
+        run_substrings(pairs, "dup", str(tmp_path / "w"), verify="bytes")
     with pytest.raises(TypeError, match=r"unknown parameters \['threshold'\]"):
         run_substrings(pairs, "dup", str(tmp_path / "w"), threshold=0.5)
 
