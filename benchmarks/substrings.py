@@ -24,6 +24,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "_data", "substrings")
+# benchmarks/tokenize.py would shadow the standard library's `tokenize` (imported by Ray)
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 
 
 def build(corpus: str, target_mb: float) -> tuple[str, int, int]:

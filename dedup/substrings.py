@@ -56,7 +56,7 @@ DEFAULTS = dict(min_length=100, unit="bytes", part_size=1 << 26, tokenizer=None,
 UNITS = ("bytes", "tokens")
 VERIFY = ("fingerprints", "units")
 _BASES = (0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93)  # odd, so invertible mod 2^64
-_CHUNK = 1 << 22
+_CHUNK = 1 << 20
 _M64 = (1 << 64) - 1
 
 
@@ -164,38 +164,73 @@ def _mix64(z: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def _fingerprints(seq: np.ndarray, pos: np.ndarray, k: int, base: int) -> np.ndarray:
-    """64-bit fingerprint of seq[p:p+k] for each p in pos: sum (seq[p+t] + 1) B^(k-1-t) mod 2^64,
-    mixed. Computed chunk by chunk from prefix sums x_j B^-(j+1), so memory stays ~32 B x _CHUNK."""
-    out = np.empty(len(pos), np.uint64)
-    order = np.argsort(pos, kind="stable")
-    sp = pos[order]
-    binv = pow(base, -1, 1 << 64)
-    n = len(seq)
+# one fingerprint record: the two 64-bit halves and the window's position in its part
+FP_RECORD = np.dtype([("fp", "<u8"), ("fp2", "<u8"), ("pos", "<i8")])
+
+
+def _chunk_hashes(seq: np.ndarray, c0: int, loc: np.ndarray, k: int, base: int, powers: np.ndarray) -> np.ndarray:
+    """Polynomial hash sum_t (seq[p+t] + 1) B^(k-1-t) mod 2^64 of the windows at p = c0 + loc
+    (loc < _CHUNK), from prefix sums x_j B^-(j+1) over seq[c0 : c0 + _CHUNK + k]."""
+    c1 = min(len(seq), c0 + _CHUNK + k)
+    m = c1 - c0
     with np.errstate(over="ignore"):
-        powers = np.full(min(n, _CHUNK) + k + 1, base, np.uint64)
-        powers[0] = 1
-        np.cumprod(powers, out=powers)  # B^e
-        for c0 in range(0, n, _CHUNK):
-            i0, i1 = np.searchsorted(sp, [c0, c0 + _CHUNK])
-            if i0 == i1:
+        w = np.full(m, pow(base, -1, 1 << 64), np.uint64)
+        np.cumprod(w, out=w)  # B^-(j+1)
+        w *= seq[c0:c1].astype(np.uint64) + np.uint64(1)
+        g = np.zeros(m + 1, np.uint64)
+        np.cumsum(w, out=g[1:])
+        return (g[loc + k] - g[loc]) * powers[loc + k]
+
+
+def _powers(base: int, count: int) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        pw = np.full(count, base, np.uint64)
+        pw[0] = 1
+        np.cumprod(pw, out=pw)  # B^e
+    return pw
+
+
+def _write_fingerprints(seq: np.ndarray, is_rep: np.ndarray, k: int, buckets: int, work: str, p: int) -> None:
+    """FP_RECORDs of every marked window, streamed chunk by chunk of the text into one file per
+    bucket (`fp-<part>-<bucket>.bin`), so memory stays ~50 B x _CHUNK whatever the part size."""
+    powers = [_powers(b, min(len(seq), _CHUNK) + k + 1) for b in _BASES]
+    writers = [io.AtomicWriter(io.join(work, f"fp-{p}-{b}.bin")) for b in range(buckets)]
+    try:
+        for c0 in range(0, len(seq), _CHUNK):
+            loc = np.flatnonzero(is_rep[c0:c0 + _CHUNK])
+            if len(loc) == 0:
                 continue
-            c1 = min(n, c0 + _CHUNK + k)
-            m = c1 - c0
-            w = np.full(m, binv, np.uint64)
-            np.cumprod(w, out=w)  # B^-(j+1)
-            w *= seq[c0:c1].astype(np.uint64) + np.uint64(1)
-            g = np.zeros(m + 1, np.uint64)
-            np.cumsum(w, out=g[1:])
-            loc = (sp[i0:i1] - c0).astype(np.int64)
-            h = (g[loc + k] - g[loc]) * powers[loc + k]
-            out[order[i0:i1]] = h
-    return _mix64(out)
+            rec = np.empty(len(loc), FP_RECORD)
+            rec["fp"] = _mix64(_chunk_hashes(seq, c0, loc, k, _BASES[0], powers[0]))
+            rec["fp2"] = _mix64(_chunk_hashes(seq, c0, loc, k, _BASES[1], powers[1]))
+            rec["pos"] = loc + c0
+            bk = _bucket(rec["fp"], buckets)
+            order = np.argsort(bk, kind="stable")
+            cuts = np.searchsorted(bk[order], np.arange(buckets + 1))
+            for b in range(buckets):
+                writers[b].write(rec[order[cuts[b]:cuts[b + 1]]].tobytes())
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    for w in writers:
+        w.commit()
 
 
 def _bucket(fp: np.ndarray, r: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         return (((fp >> np.uint64(32)) * np.uint64(r)) >> np.uint64(32)).astype(np.int64)
+
+
+def _where(mask: np.ndarray, dtype) -> np.ndarray:
+    """np.flatnonzero(mask) as `dtype`, without the int64 intermediate of the whole result."""
+    out = np.empty(int(np.count_nonzero(mask)), dtype)
+    j = 0
+    for c0 in range(0, len(mask), _CHUNK):
+        idx = np.flatnonzero(mask[c0:c0 + _CHUNK]) + c0
+        out[j:j + len(idx)] = idx
+        j += len(idx)
+    return out
 
 
 # ------------------------------------------------------------------------------------ round 2
@@ -206,94 +241,82 @@ def _stage_suffix(p: int, work: str, lo: int, hi: int, bases: list, units: list,
     k, unit = params["min_length"], params["unit"]
     seq, (shard, line, starts, lengths), _ = _load_part(work, lo, hi, bases, units, unit)
     n = len(seq)
+    idx_t = np.int32 if n < 2**31 else np.int64
     pw = io.join(work, f"part-{p}")
-    io.save_npz(pw + "-docs.npz", shard=shard, line=line, start=starts, length=lengths)
+    shards = sorted(set(shard.tolist()))
+    del shard, line
     if n == 0:
-        io.save_npy(pw + "-sa.npy", np.empty(0, np.int64))
-        io.save_npz(pw + "-groups.npz", gstart=np.empty(0, np.int64), gsize=np.empty(0, np.int64))
-        for b in range(buckets if n_parts > 1 else 0):
-            io.save_npz(io.join(work, f"fp-{p}-{b}.npz"), fp=np.empty(0, np.uint64), fp2=np.empty(0, np.uint64),
-                        rep=np.empty(0, np.int64))
-        return {"part_units": 0, "documents": 0, "distinct_windows": 0, "windows_within": 0,
-                "shards": sorted(set(shard.tolist()))}
+        io.save_npy(pw + "-sa.npy", np.empty(0, idx_t))
+        io.save_npz(pw + "-groups.npz", gstart=np.empty(0, idx_t), gsize=np.empty(0, idx_t))
+        if n_parts > 1:
+            _write_fingerprints(seq, np.zeros(0, bool), k, buckets, work, p)
+        return {"part_units": 0, "documents": 0, "distinct_windows": 0, "windows_within": 0, "shards": shards}
     # valid window starts: [start, start + length - k] of each document long enough
     valid = np.zeros(n + 1, np.int8)
     long_enough = lengths >= k
     valid[starts[long_enough]] = 1
     valid[(starts + lengths - k + 1)[long_enough]] = -1
-    valid = np.cumsum(valid[:-1], dtype=np.int8).astype(bool)
+    valid = np.cumsum(valid[:-1], dtype=np.int8).view(bool)
     sa = divsufsort(seq)
     lcp = kasai(seq, sa)  # lcp[i] = LCP(sa[i], sa[i + 1])
+    ge = np.zeros(n + 1, bool)  # ge[i + 1]: suffixes i and i + 1 share >= k units
+    np.greater_equal(lcp[: n - 1], k, out=ge[1:n])
+    del lcp
     v = valid[sa]
     del valid
-    ge = np.zeros(n + 1, bool)  # ge[i + 1]: suffixes i and i + 1 share >= k units
-    ge[1:n] = lcp[: n - 1] >= k
-    del lcp
     # runs of valid suffixes with equal k-prefix (a suffix next to a valid one with lcp >= k is
     # itself valid: its k-window equals a window without separator)
-    gstart = np.flatnonzero(v & ~ge[:n])
-    gend = np.flatnonzero(v & ~ge[1:]) + 1
+    gstart = _where(v & ~ge[:n], idx_t)
+    gsize = _where(v & ~ge[1:], idx_t)
     del v, ge
-    idx_t = np.int32 if n < 2**31 else np.int64
-    gstart, gsize = gstart.astype(idx_t), (gend - gstart).astype(idx_t)
-    del gend
+    gsize -= gstart
+    gsize += 1
     io.save_npy(pw + "-sa.npy", sa)
     io.save_npz(pw + "-groups.npz", gstart=gstart, gsize=gsize)
+    stats = {"part_units": int(n - len(starts)), "documents": int(len(starts)), "distinct_windows": int(len(gstart)),
+             "windows_within": int((gsize >= 2).sum()), "shards": shards}
     if n_parts > 1:
-        rep_pos = sa[gstart].astype(np.int64)
-        fp = _fingerprints(seq, rep_pos, k, _BASES[0])
-        fp2 = _fingerprints(seq, rep_pos, k, _BASES[1])
-        del rep_pos
-        bk = _bucket(fp, buckets)
-        order = np.argsort(bk, kind="stable")
-        cuts = np.searchsorted(bk[order], np.arange(buckets + 1))
-        for b in range(buckets):
-            sel = order[cuts[b]:cuts[b + 1]]
-            io.save_npz(io.join(work, f"fp-{p}-{b}.npz"), fp=fp[sel], fp2=fp2[sel], rep=sel.astype(idx_t))
-    return {"part_units": int(n - len(starts)), "documents": int(len(starts)), "distinct_windows": int(len(gstart)),
-            "windows_within": int((gsize >= 2).sum()), "shards": sorted(set(shard.tolist()))}
+        is_rep = np.zeros(n, bool)
+        is_rep[sa[gstart]] = True
+        del sa, gstart, gsize
+        _write_fingerprints(seq, is_rep, k, buckets, work, p)
+    return stats
 
 
 # ------------------------------------------------------------------------------------ round 3
 def _stage_candidates(b: int, work: str, n_parts: int, verify: str) -> dict:
     """Windows whose 128-bit fingerprint (fp, fp2) is held by >= 2 parts: cross-part duplicates
     (verify="fingerprints") or candidates for the comparison of units (verify="units")."""
-    fp, fp2, part, rep = [], [], [], []
-    for p in range(n_parts):
-        z = io.load_npz(io.join(work, f"fp-{p}-{b}.npz"))
-        fp.append(z["fp"])
-        fp2.append(z["fp2"])
-        rep.append(z["rep"])
-        part.append(np.full(len(z["fp"]), p, np.int64))
-    fp, fp2, part, rep = (np.concatenate(x) for x in (fp, fp2, part, rep))
-    order = np.lexsort((part, fp2, fp))
-    fp, fp2, part, rep = fp[order], fp2[order], part[order], rep[order]
-    same_key = (fp[1:] == fp[:-1]) & (fp2[1:] == fp2[:-1])
-    # a key is held by >= 2 parts when the parts of its first and last entries differ
-    start = np.ones(len(fp), bool)
-    start[1:] = ~same_key
-    key = np.cumsum(start) - 1
+    recs = [np.frombuffer(io.read_bytes(io.join(work, f"fp-{p}-{b}.bin")), FP_RECORD) for p in range(n_parts)]
+    part = np.concatenate([np.full(len(r), p, np.int32) for p, r in enumerate(recs)])
+    recs = np.concatenate(recs)
+    order = np.lexsort((recs["fp2"], recs["fp"]))
+    recs, part = recs[order], part[order]
+    del order
+    fp, fp2, rep = recs["fp"], recs["fp2"], recs["pos"]
+    start = np.ones(len(fp), bool)  # first entry of each distinct 128-bit fingerprint
+    start[1:] = (fp[1:] != fp[:-1]) | (fp2[1:] != fp2[:-1])
     firsts = np.flatnonzero(start)
-    lasts = np.append(firsts[1:], len(fp)).astype(np.int64)[: len(firsts)] - 1
-    first_part, last_part = part[firsts], part[lasts]
-    multi = (first_part != last_part)[key]
+    del start
+    if len(firsts):
+        cross = np.minimum.reduceat(part, firsts) != np.maximum.reduceat(part, firsts)  # held by >= 2 parts
+        multi = np.repeat(cross, np.diff(np.append(firsts, len(fp))))
+    else:
+        cross = multi = np.zeros(0, bool)
     name = "conf" if verify == "fingerprints" else "cand"
     for p in range(n_parts):
         io.save_npy(io.join(work, f"{name}-{b}-{p}.npy"), np.sort(rep[multi & (part == p)]))
-    return {"cross_part_keys": int((first_part != last_part).sum()), "candidate_windows": int(multi.sum())}
+    return {"cross_part_keys": int(cross.sum()), "candidate_windows": int(multi.sum())}
 
 
 # ------------------------------------------------------------------------------------ round 4
 def _stage_windows(p: int, work: str, lo: int, hi: int, bases: list, units: list, params: dict, buckets: int) -> dict:
     k, unit = params["min_length"], params["unit"]
     seq, _, _ = _load_part(work, lo, hi, bases, units, unit)
-    sa = io.load_npy(io.join(work, f"part-{p}-sa.npy"), mmap=True)
-    gstart = io.load_npz(io.join(work, f"part-{p}-groups.npz"))["gstart"]
     m = 0
     for b in range(buckets):
-        rep = io.load_npy(io.join(work, f"cand-{b}-{p}.npy"))
-        pos = np.asarray(sa[gstart[rep]], dtype=np.int64)
-        win = seq[pos[:, None] + np.arange(k)] if len(pos) else np.empty((0, k), seq.dtype)
+        rep = io.load_npy(io.join(work, f"cand-{b}-{p}.npy"))  # window positions in the part
+        win = seq[rep[:, None] + np.arange(k)] if len(rep) else np.empty((0, k), seq.dtype)
         io.save_npz(io.join(work, f"win-{p}-{b}.npz"), rep=rep, win=win)
         m += len(rep)
     return {"windows_sent": m}
@@ -331,24 +354,33 @@ def _stage_verify(b: int, work: str, n_parts: int) -> dict:
 def _stage_spans(p: int, work: str, lo: int, hi: int, bases: list, units: list, params: dict,
                  n_parts: int, buckets: int) -> dict:
     k, unit = params["min_length"], params["unit"]
-    seq, (shard, line, starts, lengths), tok_offs = _load_part(work, lo, hi, bases, units, unit)
     sa = io.load_npy(io.join(work, f"part-{p}-sa.npy"), mmap=True)
     g = io.load_npz(io.join(work, f"part-{p}-groups.npz"))
     gstart, gsize = g["gstart"], g["gsize"]
     dup = gsize >= 2
     within = int(dup.sum())
     if n_parts > 1:
-        for b in range(buckets):
-            dup[io.load_npy(io.join(work, f"conf-{b}-{p}.npy"))] = True
+        conf = np.concatenate([io.load_npy(io.join(work, f"conf-{b}-{p}.npy")) for b in range(buckets)])
+        if len(conf):  # window positions -> their runs
+            rep_pos = np.asarray(sa[gstart])
+            order = np.argsort(rep_pos)
+            dup[order[np.searchsorted(rep_pos, conf, sorter=order)]] = True
+            del rep_pos, order
+    n_dup = int(dup.sum())
     cs, cn = gstart[dup].astype(np.int64), gsize[dup].astype(np.int64)
+    del g, gstart, gsize, dup
     total = int(cn.sum())
-    idx = np.repeat(cs - (np.cumsum(cn) - cn), cn) + np.arange(total)  # every suffix of every dup group
-    pos = np.sort(np.asarray(sa[idx], dtype=np.int64))
+    idx = np.repeat(cs - (np.cumsum(cn) - cn), cn) + np.arange(total)  # every suffix of every dup run
+    del cs, cn
+    pos = np.asarray(sa[idx], dtype=np.int64)
+    del idx, sa
+    pos.sort()
+    seq, (shard, line, starts, lengths), tok_offs = _load_part(work, lo, hi, bases, units, unit)
     empty = np.empty(0, np.int64)
     if len(pos) == 0:
         io.save_npz(io.join(work, f"spans-{p}.npz"), shard=empty, line=empty, start=empty, end=empty)
         return {"duplicate_units": 0, "duplicate_chars": 0, "spans": 0, "documents_with_duplicates": 0,
-                "groups_within": within, "groups_duplicated": int(dup.sum())}
+                "groups_within": within, "groups_duplicated": n_dup}
     new_run = np.ones(len(pos), bool)
     new_run[1:] = pos[1:] > pos[:-1] + k  # windows of equal length: overlap or touch -> one run
     run_s = pos[new_run]
@@ -358,10 +390,10 @@ def _stage_spans(p: int, work: str, lo: int, hi: int, bases: list, units: list, 
     ds = starts[doc]
     if unit == "bytes":
         lead = (seq & 0xC0) != 0x80  # bytes that begin a character
-        cl = np.zeros(len(seq) + 1, np.int64)
-        np.cumsum(lead, out=cl[1:])
-        c_start = cl[run_s] - cl[ds]
-        c_end = cl[run_e] - cl[ds] - (~lead[run_e]).astype(np.int64)
+        cl = np.zeros(len(seq) + 1, np.int32 if len(seq) < 2**31 else np.int64)
+        np.cumsum(lead, out=cl[1:], dtype=cl.dtype)
+        c_start = cl[run_s].astype(np.int64) - cl[ds]
+        c_end = cl[run_e].astype(np.int64) - cl[ds] - (~lead[run_e]).astype(np.int64)
     else:
         c_start = tok_offs[run_s, 0].astype(np.int64)
         c_end = tok_offs[run_e - 1, 1].astype(np.int64)
@@ -370,7 +402,7 @@ def _stage_spans(p: int, work: str, lo: int, hi: int, bases: list, units: list, 
                 start=c_start[ok], end=c_end[ok])
     return {"duplicate_units": int((run_e - run_s).sum()), "duplicate_chars": int((c_end - c_start)[ok].sum()),
             "spans": int(ok.sum()), "documents_with_duplicates": int(len(np.unique(doc[ok]))),
-            "groups_within": within, "groups_duplicated": int(dup.sum())}
+            "groups_within": within, "groups_duplicated": n_dup}
 
 
 # ------------------------------------------------------------------------------------ round 7
@@ -408,7 +440,7 @@ def run_substrings(
     in all its occurrences), unit="bytes" | "tokens" (tokens of `tokenizer`, default the
     bundled OLMo tokenizer), part_size=2**26 units per suffix-array part (a part task holds
     ~14 B per unit at its peak), buckets=None (fingerprint buckets of the cross-part merge;
-    default the number of parts), verify="fingerprints" | "units" (cross-part matches by
+    default 4 x the number of parts), verify="fingerprints" | "units" (cross-part matches by
     128-bit fingerprint, or confirmed by comparing the K units, which ships them).
     """
     unknown = set(params) - set(DEFAULTS)
@@ -434,7 +466,7 @@ def run_substrings(
     bases = [int(x) for x in np.cumsum([0] + units[:-1])]
     total = sum(units)
     n_parts = max(1, -(-total // part_size))
-    buckets = int(p["buckets"] or n_parts)
+    buckets = int(p["buckets"] or 4 * n_parts)
     ranges = [(q * part_size, (q + 1) * part_size) for q in range(n_parts)]
     r2 = run_tasks("substrings:suffix", _stage_suffix,
                    [(q, work, lo, hi, bases, units, p, n_parts, buckets) for q, (lo, hi) in enumerate(ranges)],

@@ -210,13 +210,16 @@ def test_verification_rejects_fingerprint_collisions(tmp_path):
     work = str(tmp_path)
     from dolma_prep.pipeline import io
 
-    # part 0: windows w0 (rep 0), w1 (rep 1); part 1: windows w0 (rep 0), w2 (rep 1); all fp = (7, 9)
+    def records(fp2, pos):
+        r = np.zeros(len(pos), substrings.FP_RECORD)
+        r["fp"], r["fp2"], r["pos"] = 7, fp2, pos
+        return r.tobytes()
+
+    # part 0: windows w0 (at 0), w1 (at 1); part 1: windows w0 (at 0), w2 (at 1); all fp = (7, 9)
     # part 2: one window with fp (7, 8): same first half, not a candidate
     for p in range(2):
-        io.save_npz(os.path.join(work, f"fp-{p}-0.npz"), fp=np.array([7, 7], np.uint64),
-                    fp2=np.array([9, 9], np.uint64), rep=np.array([0, 1]))
-    io.save_npz(os.path.join(work, "fp-2-0.npz"), fp=np.array([7], np.uint64), fp2=np.array([8], np.uint64),
-                rep=np.array([0]))
+        io.write_bytes_atomic(os.path.join(work, f"fp-{p}-0.bin"), records([9, 9], [0, 1]))
+    io.write_bytes_atomic(os.path.join(work, "fp-2-0.bin"), records([8], [0]))
     res = substrings._stage_candidates(0, work, 3, "units")
     assert res == {"cross_part_keys": 1, "candidate_windows": 4}
     assert io.load_npy(os.path.join(work, "cand-0-2.npy")).tolist() == []
@@ -230,17 +233,31 @@ def test_verification_rejects_fingerprint_collisions(tmp_path):
         assert io.load_npy(os.path.join(work, f"conf-0-{p}.npy")).tolist() == [0]
 
 
-def test_fingerprints_equal_for_equal_windows():
+def test_fingerprints_equal_for_equal_windows(tmp_path):
+    """The fingerprint records of round 2: equal windows <-> equal 128-bit fingerprints (on a
+    4-letter text every 40-unit window here is distinct or an exact repeat), each record in the
+    bucket its first half names, every marked position written once."""
+    from dolma_prep.pipeline import io
+
     rng = np.random.default_rng(0)
-    seq = rng.integers(0, 4, size=(1 << 22) + 300).astype(np.uint8)  # crosses a chunk boundary
+    seq = rng.integers(0, 4, size=(1 << 21) + 300).astype(np.uint8)  # crosses chunk boundaries
+    seq[5000:5100] = seq[(1 << 20) - 50:(1 << 20) + 50]  # a repeat across a chunk boundary
     k = 40
-    pos = rng.integers(0, len(seq) - k, size=5000)
-    fp = substrings._fingerprints(seq, pos, k, substrings._BASES[1])
-    by_fp, by_win = {}, {}
-    for p, f in zip(pos.tolist(), fp.tolist()):
-        win = seq[p:p + k].tobytes()
-        assert by_fp.setdefault(f, win) == win
-        assert by_win.setdefault(win, f) == f
+    is_rep = np.zeros(len(seq), bool)
+    is_rep[rng.integers(0, len(seq) - k, size=5000)] = True
+    is_rep[[5000, (1 << 20) - 50, 5010, (1 << 20) - 40]] = True
+    substrings._write_fingerprints(seq, is_rep, k, 3, str(tmp_path), 0)
+    by_fp, by_win, seen = {}, {}, []
+    for b in range(3):
+        recs = np.frombuffer(io.read_bytes(str(tmp_path / f"fp-0-{b}.bin")), substrings.FP_RECORD)
+        assert (substrings._bucket(recs["fp"].copy(), 3) == b).all()
+        for f, f2, p in zip(recs["fp"].tolist(), recs["fp2"].tolist(), recs["pos"].tolist()):
+            win = seq[p:p + k].tobytes()
+            assert by_fp.setdefault((f, f2), win) == win
+            assert by_win.setdefault(win, (f, f2)) == (f, f2)
+            seen.append(p)
+    assert sorted(seen) == np.flatnonzero(is_rep).tolist()
+    assert len({f for f, _ in by_fp}) == len(by_fp)  # no collision of the first half either
 
 
 def test_bad_parameters(tmp_path):
