@@ -374,3 +374,6 @@ sources:
     assert stats["dedup"]["substrings"]["parts"] > 1
     text = run_cli("stats", str(out), check=True).stdout
     assert f"span replacement: {removed['wiki']:,} chars (duplicate_substring_spans: {removed['wiki']:,})" in text
+    run_cli("report", str(out), "--html", str(tmp_path / "report.html"), check=True)
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"span replacement: {removed['c4']:,} chars (duplicate_substring_spans: {removed['c4']:,})" in html
