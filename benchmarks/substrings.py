@@ -92,6 +92,7 @@ def one(root: str, n_bytes: int, workers: int, min_length: int, part_size: int |
     return {"input_mb": round(n_bytes / 1e6, 1), "part_size": part_size or DEFAULTS["part_size"],
             "parts": stats["parts"], "seconds": round(dt, 1), "mb_per_s": round(n_bytes / 1e6 / dt, 2),
             "peak_rss_mb": {k: v["peak_worker_rss_mb"] for k, v in stats["stages"].items() if v["tasks"]},
+            "task_seconds": {k: v["task_seconds"] for k, v in stats["stages"].items() if v["tasks"]},
             "peak_rss_bytes_per_part_byte": round(peak * 2**20 / part, 1),
             "scratch_bytes_per_input_byte": round(scratch / n_bytes, 2),
             "duplicated_fraction": round(stats["duplicate_units"] / stats["units"], 4),

@@ -367,13 +367,14 @@ def _stage_spans(p: int, work: str, lo: int, hi: int, bases: list, units: list, 
             dup[order[np.searchsorted(rep_pos, conf, sorter=order)]] = True
             del rep_pos, order
     n_dup = int(dup.sum())
-    cs, cn = gstart[dup].astype(np.int64), gsize[dup].astype(np.int64)
+    # every suffix of every duplicated run: runs are disjoint, so +1 at starts, -1 at ends
+    member = np.zeros(len(sa) + 1, np.int8)
+    member[gstart[dup]] = 1
+    member[gstart[dup].astype(np.int64) + gsize[dup]] -= 1
     del g, gstart, gsize, dup
-    total = int(cn.sum())
-    idx = np.repeat(cs - (np.cumsum(cn) - cn), cn) + np.arange(total)  # every suffix of every dup run
-    del cs, cn
-    pos = np.asarray(sa[idx], dtype=np.int64)
-    del idx, sa
+    member = np.cumsum(member[:-1], dtype=np.int8).view(bool)
+    pos = np.asarray(sa[member])
+    del member, sa
     pos.sort()
     seq, (shard, line, starts, lengths), tok_offs = _load_part(work, lo, hi, bases, units, unit)
     empty = np.empty(0, np.int64)
@@ -382,10 +383,10 @@ def _stage_spans(p: int, work: str, lo: int, hi: int, bases: list, units: list, 
         return {"duplicate_units": 0, "duplicate_chars": 0, "spans": 0, "documents_with_duplicates": 0,
                 "groups_within": within, "groups_duplicated": n_dup}
     new_run = np.ones(len(pos), bool)
-    new_run[1:] = pos[1:] > pos[:-1] + k  # windows of equal length: overlap or touch -> one run
-    run_s = pos[new_run]
+    new_run[1:] = pos[1:] > pos[:-1] + np.int64(k)  # windows of equal length: overlap or touch -> one run
+    run_s = pos[new_run].astype(np.int64)
     last = np.append(np.flatnonzero(new_run)[1:] - 1, len(pos) - 1)
-    run_e = pos[last] + k
+    run_e = pos[last].astype(np.int64) + k
     doc = np.searchsorted(starts, run_s, side="right") - 1
     ds = starts[doc]
     if unit == "bytes":
