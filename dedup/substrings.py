@@ -75,7 +75,9 @@ def _stage_read(s: int, doc_path: str, work: str, unit: str, tokenizer: str | No
             tok = Tokenizer.from_file(p)
     ids: list[str] = []
     lines, starts, lengths = [], [], []
-    invalid = pos = 0
+    invalid = pos = buffered = 0
+    buf: list[bytes] = []
+    buf_offs: list[bytes] = []
     with io.AtomicWriter(io.join(work, f"units-{s}.bin")) as out, \
             io.AtomicWriter(io.join(work, f"offsets-{s}.bin")) as offs:
         for line, (_, doc) in enumerate(io.iter_documents(doc_path)):
@@ -93,14 +95,21 @@ def _stage_read(s: int, doc_path: str, work: str, unit: str, tokenizer: str | No
                 enc = tok.encode(text, add_special_tokens=False)
                 n = len(enc.ids)
                 data = np.asarray(enc.ids, dtype=np.uint32).tobytes()
-                offs.write(np.asarray(enc.offsets, dtype=np.int32).reshape(-1, 2).tobytes())
+                buf_offs.append(np.asarray(enc.offsets, dtype=np.int32).reshape(-1, 2).tobytes())
             if n == 0:
                 continue
-            out.write(data)
+            buf.append(data)
+            buffered += len(data)
+            if buffered >= 1 << 22:  # few large writes
+                out.write(b"".join(buf))
+                offs.write(b"".join(buf_offs))
+                buf, buf_offs, buffered = [], [], 0
             lines.append(line)
             starts.append(pos)
             lengths.append(n)
             pos += n
+        out.write(b"".join(buf))
+        offs.write(b"".join(buf_offs))
     io.save_npz(io.join(work, f"docs-{s}.npz"), line=np.asarray(lines, np.int64),
                 start=np.asarray(starts, np.int64), length=np.asarray(lengths, np.int64))
     io.write_text_atomic(io.join(work, f"ids-{s}.txt"), "\n".join(ids))

@@ -190,6 +190,11 @@ def test_brute_force_random_corpus(tmp_path, part_size, buckets, verify):
 
 
 def test_brute_force_tokens(tmp_path):
+    from tokenizers import Tokenizer
+
+    # the offsets that both sides use are character offsets (not UTF-8 byte offsets)
+    t = " naïve café 日本 😀"
+    assert Tokenizer.from_file(TOKENIZER).encode(t, add_special_tokens=False).offsets[-1][1] == len(t) != len(t.encode())
     rng = random.Random(5)
     words = [" the", " 日本", " café", "\n", " 😀", "naïve"]
     shards_docs = [[(f"{s}-{i}", "".join(rng.choice(words) for _ in range(rng.randint(0, 30)))) for i in range(10)]
