@@ -299,10 +299,15 @@ def _stage_candidates(b: int, work: str, n_parts: int, verify: str) -> dict:
     recs = [np.frombuffer(io.read_bytes(io.join(work, f"fp-{p}-{b}.bin")), FP_RECORD) for p in range(n_parts)]
     part = np.concatenate([np.full(len(r), p, np.int32) for p, r in enumerate(recs)])
     recs = np.concatenate(recs)
-    order = np.lexsort((recs["fp2"], recs["fp"]))
-    recs, part = recs[order], part[order]
-    del order
-    fp, fp2, rep = recs["fp"], recs["fp2"], recs["pos"]
+    order = np.argsort(recs["fp"])
+    fp, fp2 = recs["fp"][order], recs["fp2"][order]
+    run_first = np.maximum.accumulate(np.where(np.append(True, fp[1:] != fp[:-1]), np.arange(len(fp)), 0))
+    if (fp2 != fp2[run_first]).any():  # equal first halves, different second: sort by both
+        order = np.lexsort((recs["fp2"], recs["fp"]))
+        fp, fp2 = recs["fp"][order], recs["fp2"][order]
+    del run_first
+    rep, part = recs["pos"][order], part[order]  # field by field: gathering whole records is slower
+    del recs, order
     start = np.ones(len(fp), bool)  # first entry of each distinct 128-bit fingerprint
     start[1:] = (fp[1:] != fp[:-1]) | (fp2[1:] != fp2[:-1])
     firsts = np.flatnonzero(start)
