@@ -32,7 +32,7 @@ Rounds of tasks (`runtime.run_tasks`), every intermediate under `work_dir`:
   5. verify (verify="units", per bucket): candidates grouped by their actual units, so no
      collision can invent a duplicate; a window held by >= 2 parts is confirmed.
      Rounds 2-5 are the cross-part merge: the reference implementation merges the parts'
-     suffix arrays with the whole text at hand (one machine); here only fingerprints (16 B per
+     suffix arrays with the whole text at hand (one machine); here only fingerprints (24 B per
      distinct window, + K units per cross-part window with verify="units") travel, and no task
      holds more than one part or one bucket;
   6. spans (per part): windows duplicated within or across parts -> merged unit ranges ->
