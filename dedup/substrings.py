@@ -57,7 +57,6 @@ UNITS = ("bytes", "tokens")
 VERIFY = ("fingerprints", "units")
 _BASES = (0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93)  # odd, so invertible mod 2^64
 _CHUNK = 1 << 20
-_M64 = (1 << 64) - 1
 
 
 def _bundled_tokenizer() -> str:

@@ -189,6 +189,21 @@ def test_brute_force_random_corpus(tmp_path, part_size, buckets, verify):
     assert got == expect
 
 
+def test_same_bytes_at_one_and_two_workers(tmp_path):
+    rng = random.Random(11)
+    docs = [(str(i), "".join(rng.choice("abé") for _ in range(rng.randint(0, 80)))) for i in range(60)]
+    outs = []
+    for w in (1, 2):
+        pairs = []
+        for s in range(3):
+            d = write_shard(tmp_path / "documents" / f"{s}.jsonl.gz", docs[20 * s:20 * (s + 1)])
+            pairs.append((d, str(tmp_path / f"w{w}" / f"{s}.jsonl.gz")))
+        run_substrings(pairs, "dup", str(tmp_path / f"work{w}"), min_length=12, part_size=300, workers=w)
+        outs.append([open(o, "rb").read() for _, o in pairs])
+    assert outs[0] == outs[1]
+    assert sum(gzip.decompress(f).count(b"[[") for f in outs[0]) > 10
+
+
 def test_brute_force_tokens(tmp_path):
     from tokenizers import Tokenizer
 
