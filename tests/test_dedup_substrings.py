@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from dolma_prep.dedup import substrings  # noqa: E402
+from dolma_prep.dedup import substrings_merge as merge  # noqa: E402
 from dolma_prep.dedup.substrings import run_substrings  # noqa: E402
 from dolma_prep.pipeline.io import InputError  # noqa: E402
 
@@ -231,7 +231,7 @@ def test_verification_rejects_fingerprint_collisions(tmp_path):
     from dolma_prep.pipeline import io
 
     def records(fp2, pos):
-        r = np.zeros(len(pos), substrings.FP_RECORD)
+        r = np.zeros(len(pos), merge.FP_RECORD)
         r["fp"], r["fp2"], r["pos"] = 7, fp2, pos
         return r.tobytes()
 
@@ -240,14 +240,14 @@ def test_verification_rejects_fingerprint_collisions(tmp_path):
     for p in range(2):
         io.write_bytes_atomic(os.path.join(work, f"fp-{p}-0.bin"), records([9, 9], [0, 1]))
     io.write_bytes_atomic(os.path.join(work, "fp-2-0.bin"), records([8], [0]))
-    res = substrings._stage_candidates(0, work, 3, "units")
+    res = merge.stage_candidates(0, work, 3, "units")
     assert res == {"cross_part_keys": 1, "candidate_windows": 4}
     assert io.load_npy(os.path.join(work, "cand-0-2.npy")).tolist() == []
     w = {0: [b"ABCD", b"ABCE"], 1: [b"ABCD", b"ZZZZ"]}
     for p in range(2):
         io.save_npz(os.path.join(work, f"win-{p}-0.npz"), rep=np.array([0, 1]),
                     win=np.frombuffer(b"".join(w[p]), np.uint8).reshape(2, 4))
-    res = substrings._stage_verify(0, work, 2)  # parts 0 and 1 only: part 2 had no candidate
+    res = merge.stage_verify(0, work, 2)  # parts 0 and 1 only: part 2 had no candidate
     assert res == {"confirmed_windows": 2, "fingerprint_collisions": 2}
     for p in range(2):
         assert io.load_npy(os.path.join(work, f"conf-0-{p}.npy")).tolist() == [0]
@@ -266,11 +266,11 @@ def test_fingerprints_equal_for_equal_windows(tmp_path):
     is_rep = np.zeros(len(seq), bool)
     is_rep[rng.integers(0, len(seq) - k, size=5000)] = True
     is_rep[[5000, (1 << 20) - 50, 5010, (1 << 20) - 40]] = True
-    substrings._write_fingerprints(seq, is_rep, k, 3, str(tmp_path), 0)
+    merge.write_fingerprints(seq, is_rep, k, 3, str(tmp_path), 0)
     by_fp, by_win, seen = {}, {}, []
     for b in range(3):
-        recs = np.frombuffer(io.read_bytes(str(tmp_path / f"fp-0-{b}.bin")), substrings.FP_RECORD)
-        assert (substrings._bucket(recs["fp"].copy(), 3) == b).all()
+        recs = np.frombuffer(io.read_bytes(str(tmp_path / f"fp-0-{b}.bin")), merge.FP_RECORD)
+        assert (merge.bucket_of(recs["fp"].copy(), 3) == b).all()
         for f, f2, p in zip(recs["fp"].tolist(), recs["fp2"].tolist(), recs["pos"].tolist()):
             win = seq[p:p + k].tobytes()
             assert by_fp.setdefault((f, f2), win) == win
