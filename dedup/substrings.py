@@ -345,6 +345,9 @@ def run_substrings(
     part_size = p["part_size"]
     if isinstance(part_size, bool) or not isinstance(part_size, int) or part_size < 1:
         raise io.InputError(f"substrings: part_size must be an integer >= 1, got {part_size!r}")
+    b = p["buckets"]
+    if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+        raise io.InputError(f"substrings: buckets must be an integer >= 1 or null (4 per part), got {b!r}")
     work = io.join(work_dir, "substrings")
     io.rmtree(work)
 

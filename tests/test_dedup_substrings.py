@@ -287,6 +287,8 @@ def test_bad_parameters(tmp_path):
         run_substrings(pairs, "dup", str(tmp_path / "w"), unit="words")
     with pytest.raises(InputError, match="min_length must be an integer >= 1, got 0"):
         run_substrings(pairs, "dup", str(tmp_path / "w"), min_length=0)
+    with pytest.raises(InputError, match=r"buckets must be an integer >= 1 or null \(4 per part\), got 0"):
+        run_substrings(pairs, "dup", str(tmp_path / "w"), buckets=0)
     with pytest.raises(InputError, match="verify must be one of fingerprints, units, got 'bytes'"):
         run_substrings(pairs, "dup", str(tmp_path / "w"), verify="bytes")
     with pytest.raises(TypeError, match=r"unknown parameters \['threshold'\]"):
