@@ -197,7 +197,7 @@ def _cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_REJECTS if totals["rejected"] or totals["tagger_errors"] else EXIT_OK
 
 
-DEDUP_KINDS = ("exact", "paragraphs", "minhash", "decontaminate")
+DEDUP_KINDS = ("exact", "paragraphs", "minhash", "decontaminate", "substrings")
 
 
 def _cmd_dedup(args: argparse.Namespace) -> int:
@@ -225,6 +225,10 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
 
         check_against(args.against, args.kind, params)  # before starting Ray: a wrong index or parameter
         params["against"] = args.against
+    if args.min_length is not None:
+        params["min_length"] = args.min_length
+    if args.unit is not None:
+        params["unit"] = args.unit
     if args.kind == "decontaminate" and "eval_sets" not in params and "eval_index" not in params:
         raise InputError("dedup decontaminate needs --eval-sets FILE_OR_GLOB... or --against REGISTRY[@VERSION]")
     from .mixfile import dedup_options
@@ -394,15 +398,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", "-q", action="store_true")
     t.set_defaults(fn=_cmd_tag)
 
-    dd = sub.add_parser("dedup", help="deduplicate documents: exact, paragraphs, minhash, decontaminate",
+    dd = sub.add_parser("dedup", help="deduplicate documents: exact, paragraphs, minhash, decontaminate, substrings",
                         description="Write attributes/NAME/<same subpath> beside documents/, one line per document: "
                                     "[[0, len(text), 1]] on documents to remove and [] on the rest (exact, minhash), "
-                                    "[start, end, score] spans (paragraphs, decontaminate).")
+                                    "[start, end, score] spans (paragraphs, decontaminate), [start, end, 1] on every repeated substring "
+                                    "of at least --min-length bytes or tokens (substrings).")
     dd.add_argument("kind", choices=DEDUP_KINDS)
     dd.add_argument("--documents", nargs="+", required=True, help="document files or globs (<dataset>/documents/...)")
     dd.add_argument("--attribute", required=True, help="attribute name (folder and key)")
     dd.add_argument("--threshold", type=float, help="similarity / overlap threshold of the kind")
     dd.add_argument("--eval-sets", nargs="+", help="decontaminate: evaluation sets (JSONL/parquet files or globs)")
+    dd.add_argument("--min-length", type=int, help="substrings: mark every substring of at least this many units "
+                                                   "that occurs more than once (default 100)")
+    dd.add_argument("--unit", choices=["bytes", "tokens"], help="substrings: UTF-8 bytes (default) or tokens of the "
+                                                                "bundled OLMo tokenizer")
     dd.add_argument("--params", help='JSON of further parameters, e.g. {"bands": 9, "rows": 13}')
     dd.add_argument("--against", metavar="INDEX", help="exact, minhash, paragraphs: an index (`dolma-prep index build`); "
                                                        "also mark duplicates of indexed documents (exact, minhash: "

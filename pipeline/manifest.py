@@ -73,6 +73,9 @@ def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict]) 
             _add(src[stage]["removed_by"], reason.split(": ", 1)[1] if stage == "deduplicated" else reason, n)
         _add(src["selected"], "documents", sel["documents_kept"])
         _add(src["selected"], "chars", sel["chars_kept"])
+        _add(src["selected"], "chars_replaced", sel.get("chars_replaced", 0))  # by span replacement, kept docs
+        for attr, n in sel.get("chars_replaced_by", {}).items():
+            _add(src["selected"].setdefault("chars_replaced_by", {}), attr, n)
         _add(src["selected"], "rejected", sel.get("rejected", 0))
         _add(src["sampled"], "documents_unique", tok["documents_sampled"])
         _add(src["sampled"], "documents", tok["documents_out"])

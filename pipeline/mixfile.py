@@ -148,8 +148,23 @@ class DecontaminateDedup(Strict):
         return self
 
 
+class SubstringsDedup(Strict):
+    """Exact-substring dedup with suffix arrays (`dedup/substrings.py` run_substrings);
+    defaults equal that module's DEFAULTS (tested)."""
+
+    attribute: str = "duplicate_substring_spans"
+    min_length: int = Field(default=100, ge=1, description="K: substrings of >= K units repeated anywhere")
+    unit: Literal["bytes", "tokens"] = "bytes"
+    part_size: int = Field(default=1 << 26, ge=1, description="units per suffix-array part (~14 B per unit)")
+    tokenizer: str | None = None  # with unit=tokens; default the bundled OLMo tokenizer
+    buckets: int | None = Field(default=None, ge=1)
+    verify: Literal["fingerprints", "units"] = "fingerprints"
+    keep_work: bool = False
+
+
 DEDUP_OPTIONS: dict[str, type[Strict]] = {
     "exact": ExactDedup, "paragraphs": ParagraphsDedup, "minhash": MinHashDedup, "decontaminate": DecontaminateDedup,
+    "substrings": SubstringsDedup,
 }
 
 
@@ -158,6 +173,7 @@ class DedupConfig(Strict):
     paragraphs: ParagraphsDedup | None = None
     minhash: MinHashDedup | None = None
     decontaminate: DecontaminateDedup | None = None
+    substrings: SubstringsDedup | None = None  # exact-substring spans (suffix arrays)
 
 
 def dedup_options(kind: str, params: dict, where: str) -> dict:

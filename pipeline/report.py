@@ -16,7 +16,7 @@ import html
 import math
 
 from . import attrstats
-from .stats import compute, load_manifest
+from .stats import compute, load_manifest, replaced_text
 
 COLOURS = {"planned": "#9aa5b1", "achieved": "#2f6fdf", "written": "#2e9e5b", "sampled out": "#e0b400",
            "filtered": "#e06c2f", "deduplicated": "#8e44ad", "rejected": "#c0392b", "empty": "#7f8c8d",
@@ -376,7 +376,8 @@ def render_html(result: dict, manifest: dict, charts: list, attr_sections: list)
             rows.append([r["stage"], _num(r.get("documents_in")), _num(r.get("removed")), _num(r.get("documents_out")),
                          _num(r.get("chars_out")),
                          shown,
-                         "; ".join(f"{k}: {v:,}" for k, v in r["removed_by"].items())])
+                         "; ".join([f"{k}: {v:,}" for k, v in r["removed_by"].items()]
+                                   + ([replaced_text(r)] if r.get("chars_replaced") else []))])
         out.append(f"<details><summary>{esc(n)}: {s['stages'].get('read', {}).get('documents', 0):,} read, "
                    f"{s['documents']:,} in the arrays</summary>"
                    + _table(["stage", "docs in", "removed", "docs out", "chars out", "tokens out", "removed by"], rows,

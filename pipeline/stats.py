@@ -211,6 +211,9 @@ def funnel(info: dict, dedup_kinds: dict[str, str] | None = None) -> list[dict]:
     rows.append({"stage": "filtered", "documents_in": f_in, "removed": f_rm, "documents_out": f_in - f_rm,
                  "chars_out": kept_chars, "tokens_out": kept_tokens, "tokens_estimated": False,
                  "removed_by": group_rules(filt.get("removed_by", {}))})
+    if sel.get("chars_replaced"):  # characters span replacement took out of the kept documents
+        rows[-1]["chars_replaced"] = sel["chars_replaced"]
+        rows[-1]["chars_replaced_by"] = dict(sorted(sel.get("chars_replaced_by", {}).items()))
     s_in = sel.get("documents", 0)
     uniq = samp.get("documents_unique", 0)
     empty = tok.get("empty_skipped", 0)
@@ -481,7 +484,7 @@ def total_funnel(sources: dict) -> list[dict]:
         for r in s["funnel"]:
             t = rows.setdefault(r["stage"], {"stage": r["stage"], "removed_by": {}, "tokens_estimated": False})
             for k in ("documents_in", "removed", "documents_out", "documents_unique", "chars_out", "tokens_out",
-                      "tokens_in", "empty_skipped"):
+                      "tokens_in", "empty_skipped", "chars_replaced"):
                 if k in r and r[k] is not None:
                     t[k] = (t.get(k) or 0) + r[k]
                 elif k in r:
@@ -489,6 +492,9 @@ def total_funnel(sources: dict) -> list[dict]:
             t["tokens_estimated"] = t["tokens_estimated"] or r["tokens_estimated"]
             for reason, n in r["removed_by"].items():
                 t["removed_by"][reason] = t["removed_by"].get(reason, 0) + n
+            for attr, n in (r.get("chars_replaced_by") or {}).items():
+                t.setdefault("chars_replaced_by", {})
+                t["chars_replaced_by"][attr] = t["chars_replaced_by"].get(attr, 0) + n
             for kind, n in (r.get("removed_by_kind") or {}).items():
                 t.setdefault("removed_by_kind", {})
                 t["removed_by_kind"][kind] = t["removed_by_kind"].get(kind, 0) + n
@@ -596,6 +602,14 @@ def render_steps(steps: list[dict], console) -> None:
     console.print(table)
 
 
+def replaced_text(row: dict) -> str:
+    """`span replacement: 1,234 chars (attr: 1,000, ...)` for a funnel row, else ''."""
+    if not row.get("chars_replaced"):
+        return ""
+    by = ", ".join(f"{a}: {n:,}" for a, n in row.get("chars_replaced_by", {}).items())
+    return f"span replacement: {row['chars_replaced']:,} chars" + (f" ({by})" if by else "")
+
+
 def _rule_text(rule: dict | None) -> str:
     if not rule:
         return ""
@@ -626,6 +640,8 @@ def render_funnel(title: str, rows: list[dict], console, tokens_per_char: float 
             detail = "; ".join(x for x in (detail, extra) if x)
         if r.get("rejected_before"):
             detail = "; ".join(x for x in (detail, f"{r['rejected_before']:,} rejected at select") if x)
+        if r.get("chars_replaced"):
+            detail = "; ".join(x for x in (detail, replaced_text(r)) if x)
         if r["stage"] == "read" and tokens_per_char:
             detail = "; ".join(x for x in (detail, f"{tokens_per_char:.3f} tokens/char (kept docs)") if x)
         t.add_row(r["stage"], _n(r.get("documents_in")), _n(r.get("removed")), _n(r.get("documents_out")),

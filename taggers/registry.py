@@ -85,6 +85,9 @@ def load_modules(paths: Iterable[str]) -> None:
             if not os.path.exists(p):
                 raise FileNotFoundError(f"tagger module {p} does not exist")
             name = "dolma_prep_user_taggers_" + os.path.splitext(os.path.basename(p))[0]
+            loaded = sys.modules.get(name)
+            if loaded is not None and os.path.abspath(getattr(loaded, "__file__", "") or "") == os.path.abspath(p):
+                continue  # already imported in this process (the CLI's preflight, then the run)
             spec = importlib.util.spec_from_file_location(name, p)
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module

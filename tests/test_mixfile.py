@@ -158,11 +158,11 @@ def test_dedup_option_values_are_checked(tmp_path, kind, body, field):
 
 
 def test_dedup_model_defaults_equal_the_algorithms_defaults():
-    from dolma_prep.dedup import decontam, minhash, paragraphs
-    from dolma_prep.pipeline.mixfile import DecontaminateDedup, MinHashDedup, ParagraphsDedup
+    from dolma_prep.dedup import decontam, minhash, paragraphs, substrings
+    from dolma_prep.pipeline.mixfile import DecontaminateDedup, MinHashDedup, ParagraphsDedup, SubstringsDedup
 
     for model, module, extra in [(ParagraphsDedup, paragraphs, {}), (MinHashDedup, minhash, {}),
-                                 (DecontaminateDedup, decontam, {"eval_sets": ["x"]})]:
+                                 (DecontaminateDedup, decontam, {"eval_sets": ["x"]}), (SubstringsDedup, substrings, {})]:
         dumped = model(**extra).model_dump()
         own = {"attribute", "keep_work", "threshold"} - set(module.DEFAULTS)  # keyword arguments of run_*
         assert set(dumped) - own == set(module.DEFAULTS), model

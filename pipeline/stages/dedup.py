@@ -16,8 +16,9 @@ from ..runtime import read_marker, write_marker
 from ..steps import Step
 from .select import dedup_attribute
 
-KINDS = ("exact", "paragraphs", "minhash", "decontaminate")
-MODULES = {"exact": "exact", "paragraphs": "paragraphs", "minhash": "minhash", "decontaminate": "decontam"}
+KINDS = ("exact", "paragraphs", "minhash", "decontaminate", "substrings")
+MODULES = {"exact": "exact", "paragraphs": "paragraphs", "minhash": "minhash", "decontaminate": "decontam",
+           "substrings": "substrings"}
 
 
 def runner(kind: str):

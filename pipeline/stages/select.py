@@ -24,7 +24,7 @@ DOC_LEVEL_DEDUP = ("exact", "minhash", "decontaminate")
 def attribute_names(mix) -> list[str]:
     """Attribute folders this run produces, in a fixed order."""
     names = list(mix.tagger_groups())
-    for kind in ("exact", "paragraphs", "minhash", "decontaminate"):
+    for kind in ("exact", "paragraphs", "minhash", "decontaminate", "substrings"):
         cfg = getattr(mix.dedup, kind)
         if cfg is not None:
             names.append(dedup_attribute(kind, cfg))
@@ -33,7 +33,8 @@ def attribute_names(mix) -> list[str]:
 
 def dedup_attribute(kind: str, cfg) -> str:
     default = {"exact": "exact_duplicates", "paragraphs": "bff_duplicate_paragraph_spans",
-               "minhash": "minhash_duplicates", "decontaminate": "decontamination_spans"}[kind]
+               "minhash": "minhash_duplicates", "decontaminate": "decontamination_spans",
+               "substrings": "duplicate_substring_spans"}[kind]
     if isinstance(cfg, dict):
         return cfg.get("attribute", default)
     return getattr(cfg, "attribute", default)
@@ -47,6 +48,31 @@ def _filterset(blob: str, source: str) -> FilterSet:
     src = next(s for s in mix.sources if s.name == source)
     f = mix.source_filters(src)
     return FilterSet(f.include, f.exclude, where=f"sources[{source}].filters")
+
+
+def _selected_spans(attrs: dict, rule) -> list[tuple[int, int]]:
+    return [(int(s[0]), int(s[1])) for s in attrs.get(rule.attribute) or []
+            if len(s) >= 3 and (rule.min_score is None or s[2] >= rule.min_score)
+            and (rule.max_score is None or s[2] <= rule.max_score)]
+
+
+def replaced_chars(text_len: int, attrs: dict, rules) -> tuple[int, dict[str, int]]:
+    """Characters inside the spans that span replacement replaces: in all rules together (each
+    character once) and per rule attribute (the union of that attribute's spans)."""
+    def covered(spans: list[tuple[int, int]]) -> int:
+        n = pos = 0
+        for s, e in sorted(spans):
+            s, e = max(s, pos, 0), min(e, text_len)
+            if e > s:
+                n += e - s
+                pos = e
+        return n
+
+    by: dict[str, list[tuple[int, int]]] = {}
+    for r in rules:
+        by.setdefault(r.attribute, []).extend(_selected_spans(attrs, r))
+    per = {a: covered(spans) for a, spans in by.items()}
+    return covered([x for spans in by.values() for x in spans]), {a: n for a, n in per.items() if n}
 
 
 def replace_spans(text: str, attrs: dict, rules) -> str:
@@ -84,7 +110,8 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
     # without taggers there is no tag stage, so bad input lines are reported here
     read_rejects = Rejects(ctx, "read", shard) if not mix.taggers else None
     dropped: dict[str, int] = {}
-    n_in = n_kept = chars_in = chars_out = 0
+    n_in = n_kept = chars_in = chars_out = chars_replaced = 0
+    replaced_by: dict[str, int] = {}
     with ExitStack() as stack:
         attr_iters = [(n, attributes_path(ctx, n, shard), io.read_jsonl(attributes_path(ctx, n, shard))) for n in names]
         kept_w = stack.enter_context(io.AtomicWriter(kept_path(ctx, shard)))
@@ -123,8 +150,10 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
             if reason is None:
                 reason = filters.decide({**doc, "attributes": attrs})
             text = doc["text"]
+            replaced = None
             if reason is None and rules:
                 text = replace_spans(text, attrs, rules)
+                replaced = replaced_chars(len(doc["text"]), attrs, rules)
             if reason is None and len(text.strip()) < max(min_len, 1):
                 reason = f"min_text_length: {len(text.strip())} < {max(min_len, 1)}"
             if reason is not None:
@@ -133,6 +162,10 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
                 continue
             n_kept += 1
             chars_out += len(text)
+            if replaced is not None:
+                chars_replaced += replaced[0]
+                for a, n in replaced[1].items():
+                    replaced_by[a] = replaced_by.get(a, 0) + n
             kept_w.write_line({**doc, "text": text})
     rejects.commit()
     read = {}
@@ -140,8 +173,9 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
         read_rejects.commit()
         read = {"read_" + k: v for k, v in read_rejects.stats().items()}
     return {**read, "documents_in": n_in, "documents_kept": n_kept, "chars_in": chars_in, "chars_kept": chars_out,
+            "chars_replaced": chars_replaced, "chars_replaced_by": dict(sorted(replaced_by.items())),
             "dropped": dict(sorted(dropped.items())), **rejects.stats()}
 
 
 STEP = Step("select", reads="documents + attributes/", writes="kept/, dropped/",
-            counters=("documents_in", "documents_kept", "chars_in", "chars_kept", "rejected"), run_shard=run_shard)
+            counters=("documents_in", "documents_kept", "chars_in", "chars_kept", "chars_replaced", "rejected"), run_shard=run_shard)
