@@ -136,7 +136,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     mix = write_mix(tmp_path / "m.yaml", ["no_such_source"])
     proc = run_cli("run", str(mix), "--output", str(tmp_path / "o"))
     assert proc.returncode == 2
-    assert "matched no files" in proc.stderr and "Traceback" not in proc.stderr
+    assert "match no document files" in proc.stderr and "check data_root" in proc.stderr and "Traceback" not in proc.stderr
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
