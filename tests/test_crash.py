@@ -79,7 +79,7 @@ def _ray_task_workers(session_pid: int) -> list[int]:
     pids = []
     for line in out.splitlines()[1:]:
         pid, sid, args = line.strip().split(None, 2)
-        if int(sid) == session_pid and args.startswith("ray::_task"):
+        if int(sid) == session_pid and args.startswith("ray::_call"):  # runtime._call: the body of every task
             pids.append(int(pid))
     return pids
 

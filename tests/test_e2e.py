@@ -143,4 +143,4 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     proc = run_cli("run", str(write_mix(tmp_path / "w.yaml", ["wiki"])), "--output", str(ro / "sub"))
     if proc.returncode != 2:  # root ignores permissions; use a path under a file instead
         proc = run_cli("run", str(write_mix(tmp_path / "w.yaml", ["wiki"])), "--output", str(tmp_path / "m.yaml" / "x"))
-    assert proc.returncode == 2 and "not writable" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "cannot be written" in proc.stderr and "Traceback" not in proc.stderr

@@ -39,6 +39,7 @@ def tag_records(records, tagset, writer, rejects) -> dict:
     byte as `dolma tag` writes it (`{"id":..,"attributes":{..},"source":..}`). `tagset` and
     `writer` may be lists of equal length: one attribute file per experiment, one read."""
     pairs = list(zip(tagset, writer)) if isinstance(tagset, list) else [(tagset, writer)]
+    errors_before = [ts.errors for ts, _ in pairs]  # a TaggerSet lives as long as its worker: count this file's
     n_in = n_ok = 0
     batch: list[io.Record] = []
 
@@ -68,7 +69,8 @@ def tag_records(records, tagset, writer, rejects) -> dict:
             flush()
     if batch:
         flush()
-    return {"lines": n_in, "documents_in": n_ok, "tagger_errors": sum(ts.errors for ts, _ in pairs)}
+    return {"lines": n_in, "documents_in": n_ok,
+            "tagger_errors": sum(ts.errors - e0 for (ts, _), e0 in zip(pairs, errors_before))}
 
 
 def run_shard(shard: Shard, ctx: dict) -> dict:
