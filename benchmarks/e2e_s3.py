@@ -23,8 +23,23 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import e2e  # noqa: E402  (the input builder and mix of the local end-to-end benchmark)
+# `python benchmarks/e2e_s3.py` puts benchmarks/ first on sys.path, where benchmarks/tokenize.py
+# would shadow the standard library's tokenize (imported by s3fs's dependencies)
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+
+def _load_e2e():
+    """benchmarks/e2e.py (its input builder and mix), by file: putting benchmarks/ on sys.path
+    would let benchmarks/tokenize.py shadow the standard library's tokenize."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_e2e", os.path.join(os.path.dirname(__file__), "e2e.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+e2e = _load_e2e()
 
 MIX_EXTRA = "  paragraphs: {{ngram_length: 13, overlap_threshold: 0.5}}\n"
 
