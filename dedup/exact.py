@@ -33,7 +33,9 @@ def _key_of(doc: dict, key: str) -> str | None:
     return cur if isinstance(cur, str) else (None if cur is None else str(cur))
 
 
-def _map(shard_idx: int, doc_path: str, work_dir: str, key: str, partitions: int) -> dict:
+def key_hashes(doc_path: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """128-bit xxh3 of each document's key, as (n, 2) uint64, and the documents' 1-based lines
+    (documents without the key are left out). Shared with the index (`index_exact.py`)."""
     hashes, lines = [], []
     for line, doc in io.iter_documents(doc_path):
         if doc is None:
@@ -44,14 +46,18 @@ def _map(shard_idx: int, doc_path: str, work_dir: str, key: str, partitions: int
         hashes.append(xxhash.xxh3_128_digest(k.encode("utf-8", "surrogatepass")))
         lines.append(line)
     h = np.frombuffer(b"".join(hashes), dtype=np.uint64).reshape(-1, 2) if hashes else np.zeros((0, 2), np.uint64)
+    return h, np.asarray(lines, dtype=np.int64)
+
+
+def _map(shard_idx: int, doc_path: str, work_dir: str, key: str, partitions: int) -> dict:
+    h, lines_a = key_hashes(doc_path, key)
     part = (h[:, 0] % partitions).astype(np.int64) if len(h) else np.zeros(0, np.int64)
-    lines_a = np.asarray(lines, dtype=np.int64)
     for p in range(partitions):
         sel = part == p
         table = pa.table({"h0": h[sel, 0], "h1": h[sel, 1], "shard": np.full(int(sel.sum()), shard_idx, np.int32),
                           "line": lines_a[sel]})
         io.write_parquet(io.join(work_dir, "keys", f"p{p:05d}", f"s{shard_idx:06d}.parquet"), table)
-    return {"keys": len(lines)}
+    return {"keys": len(lines_a)}
 
 
 def _reduce(p: int, work_dir: str, n_shards: int) -> dict:

@@ -22,35 +22,25 @@ import json
 
 import numpy as np
 import pyarrow as pa
-import xxhash
 
 from dolma_prep.pipeline import io
 from dolma_prep.pipeline.runtime import default_workers, run_tasks, summarise
 
 from . import components
-from .exact import _key_of
+from .exact import key_hashes
 
 # rows a match task may hold (h0, h1, ref and the sort: ~100 B a row -> ~200 MB)
 ROWS_PER_TASK = 2 << 20
 
 
 def hash_task(g: int, doc_path: str, out_dir: str, key: str) -> dict:
-    hashes, refs = [], []
-    for line, doc in io.iter_documents(doc_path):
-        if doc is None:
-            continue
-        k = _key_of(doc, key)
-        if k is None:
-            continue
-        hashes.append(xxhash.xxh3_128_digest(k.encode("utf-8", "surrogatepass")))
-        refs.append(g << 32 | (line - 1))
-    h = np.frombuffer(b"".join(hashes), dtype=np.uint64).reshape(-1, 2) if hashes else np.zeros((0, 2), np.uint64)
-    ref = np.asarray(refs, dtype=np.uint64)
+    h, lines = key_hashes(doc_path, key)
+    ref = (np.uint64(g) << np.uint64(32)) | (lines - 1).astype(np.uint64)
     order = np.lexsort((ref, h[:, 1], h[:, 0]))
     table = pa.table({"h0": pa.array(h[order, 0], pa.uint64()), "h1": pa.array(h[order, 1], pa.uint64()),
                       "ref": pa.array(ref[order], pa.uint64())})
     io.write_parquet(io.join(out_dir, f"run-{g}.parquet"), table, compression="none", row_group_size=components.ROW_GROUP)
-    return {"keys": len(refs)}
+    return {"keys": len(ref)}
 
 
 def _match_task(i: int, lo: int, hi: int | None, work: str, tables: tuple, first_new: int) -> dict:

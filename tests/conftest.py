@@ -87,3 +87,20 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _required(outcome.get_result())
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A local Ray for tests that call Ray code in-process (2 CPUs, a small object store, no
+    dashboard); reused when one is already running. Modules ask for it with
+    `pytest.mark.usefixtures("ray_session")` or by argument."""
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
+                 log_to_driver=False)
+        started = True
+    yield
+    if started:
+        ray.shutdown()

@@ -33,19 +33,7 @@ from test_dedup_ray import _edit_words, build_planted_corpus, brute_force_pairs,
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "sample", "documents")
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    started = False
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
-                 log_to_driver=False)
-        started = True
-    yield
-    if started:
-        ray.shutdown()
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]  # conftest: a local Ray
 
 
 # ----------------------------------------------------------------------------- data

@@ -30,18 +30,6 @@ def _require_peer():
         pytest.skip(f"peer environment missing: {DOLMA}")
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    started = False
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
-        started = True
-    yield
-    if started:
-        ray.shutdown()
-
-
 def _spans(path, name):
     out = []
     with gzip.open(path, "rt", encoding="utf-8") as f:
