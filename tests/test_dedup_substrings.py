@@ -343,7 +343,7 @@ def test_cli_dedup_substrings(tmp_path):
     assert read_attr(d.replace("/documents/", "/attributes/dup/")) == [("a", [[2, 12, 1]]), ("b", []),
                                                                         ("c", [[2, 12, 1]])]
     bad = run_cli("dedup", "substrings", "--documents", d, "--attribute", "dup", "--min-length", "0", "--workers", "1")
-    assert bad.returncode == 2 and "min_length must be an integer >= 1, got 0" in bad.stderr
+    assert bad.returncode == 2 and "min_length: Input should be greater than or equal to 1; found 0" in bad.stderr  # the typed options
 
 
 def test_mix_file_substrings_span_replacement_and_stats(tmp_path):
