@@ -153,9 +153,9 @@ def test_eval_sets_resolve_against_the_mix_file(tmp_path):
 
     for name in ("general.yaml", "general-card.yaml"):
         mix = load_mix(str(REPO / "mixes" / name))
-        assert mix.dedup.decontaminate["eval_sets"] == [str(REPO / "mixes" / "eval-sets" / "*.jsonl.gz")]
-        assert mix.dedup.decontaminate["attribute"] == "paloma_paragraphs"
+        assert mix.dedup.decontaminate.eval_sets == [str(REPO / "mixes" / "eval-sets" / "*.jsonl.gz")]
+        assert mix.dedup.decontaminate.attribute == "paloma_paragraphs"
     (tmp_path / "m.yaml").write_text("name: m\ndedup:\n  decontaminate: {eval_sets: [e/a.jsonl, 'hf:x@validation', /abs/b.jsonl]}\n"
                                      "sources: [{name: a, documents: ['a/*']}]\n")
     mix = load_mix(str(tmp_path / "m.yaml"))
-    assert mix.dedup.decontaminate["eval_sets"] == [str(tmp_path / "e" / "a.jsonl"), "hf:x@validation", "/abs/b.jsonl"]
+    assert mix.dedup.decontaminate.eval_sets == [str(tmp_path / "e" / "a.jsonl"), "hf:x@validation", "/abs/b.jsonl"]
