@@ -49,12 +49,12 @@ seed: 5
 experiment: cl
 taggers:
   - char_length_v1
-  - {name: cc_multi_bin, experiment: cc_multi_bin, options: {model_path: s3://bucket/models/quality.bin}}
+  - {name: cc_multi_bin, experiment: cc_multi_bin, options: {model_path: s3://cluster-bucket/models/quality.bin}}
 dedup:
   exact: {attribute: exact_duplicates, key: text}
   paragraphs: {attribute: bff_duplicate_paragraph_spans, ngram_length: 13, overlap_threshold: 0.5}
   minhash: {attribute: minhash_duplicates}
-  decontaminate: {attribute: decontamination_spans, eval_sets: ["s3://bucket/eval/*.jsonl.gz"]}
+  decontaminate: {attribute: decontamination_spans, eval_sets: ["s3://cluster-bucket/eval/*.jsonl.gz"]}
 tokenizer: {path: bundled, eos_token_id: 50279, pad_token_id: 1, dtype: auto}
 sources:
   - name: cc
@@ -89,7 +89,7 @@ def s3_env(tmp_path_factory):
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": endpoint, "FSSPEC_S3_ENDPOINT_URL": endpoint}
     fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="testing", secret=SECRET)
-    fs.mkdir("bucket")
+    fs.mkdir("cluster-bucket")
     work = tmp_path_factory.mktemp("upload")
     _upload_inputs(fs, work)
     yield fs, env
@@ -107,7 +107,7 @@ def _upload_inputs(fs, work: Path) -> None:
         for f in sorted((SAMPLE / src).glob("*.jsonl.gz")):
             stem = f.name[: -len(".jsonl.gz")]
             if fmt == "jsonl.gz":
-                fs.put(str(f), f"bucket/data/documents/{src}/{f.name}")
+                fs.put(str(f), f"cluster-bucket/data/documents/{src}/{f.name}")
                 continue
             raw = gzip.decompress(f.read_bytes())
             local = work / f"{src}-{stem}.{fmt}"
@@ -116,14 +116,14 @@ def _upload_inputs(fs, work: Path) -> None:
             else:
                 rows = [json.loads(x) for x in raw.decode().splitlines()]
                 pq.write_table(pa.Table.from_pylist([{k: r[k] for k in ("id", "text", "source")} for r in rows]), local)
-            fs.put(str(local), f"bucket/data/documents/{src}/{stem}.{fmt}")
+            fs.put(str(local), f"cluster-bucket/data/documents/{src}/{stem}.{fmt}")
     for f in sorted(EVAL.glob("*.jsonl.gz")):
-        fs.put(str(f), f"bucket/eval/{f.name}")
+        fs.put(str(f), f"cluster-bucket/eval/{f.name}")
     docs = [json.loads(x) for p in sorted(SAMPLE.glob("*/*.jsonl.gz")) for x in gzip.decompress(p.read_bytes()).splitlines()]
     quality = [("hq" if d["source"] in ("wiki", "pes2o") else "lq", " ".join(d["text"].split()[:100]))
                for d in docs if d["source"] in ("wiki", "pes2o", "cc_en_tail", "cc_en_middle")]
     train_fasttext(quality, str(work / "quality.bin"), 1, {"dim": 8, "bucket": 5000, "epoch": 10})
-    fs.put(str(work / "quality.bin"), "bucket/models/quality.bin")
+    fs.put(str(work / "quality.bin"), "cluster-bucket/models/quality.bin")
 
 
 def _ray_env(s3: dict) -> dict:
@@ -222,7 +222,7 @@ def single_node(s3_env, tmp_path_factory):
     _, s3 = s3_env
     d = tmp_path_factory.mktemp("single")
     (d / "mix.yaml").write_text(MIX)
-    proc = run_cli("run", str(d / "mix.yaml"), "--data-root", "s3://bucket/data/documents", "--output",
+    proc = run_cli("run", str(d / "mix.yaml"), "--data-root", "s3://cluster-bucket/data/documents", "--output",
                    str(d / "out"), "--workers", "2", "-q", env=s3, timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:]
     hashes = tree_hashes(d / "out")
@@ -259,23 +259,23 @@ def _nodes_in_markers(fs, url: str) -> set[str]:
 def test_cluster_sharing_only_object_storage_equals_single_node(cluster, s3_env, single_node, tmp_path):
     fs, s3 = s3_env
     (tmp_path / "mix.yaml").write_text(MIX)
-    out = "s3://bucket/runs/cluster"
-    proc = run_cli("run", str(tmp_path / "mix.yaml"), "--data-root", "s3://bucket/data/documents", "--output", out,
+    out = "s3://cluster-bucket/runs/cluster"
+    proc = run_cli("run", str(tmp_path / "mix.yaml"), "--data-root", "s3://cluster-bucket/data/documents", "--output", out,
                    "--ray-address", cluster.address, "-q", env=cluster.env, timeout=1500)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:] + cluster.log_tail()
     assert _download(fs, out, tmp_path / "got") == single_node
     assert len(_nodes_in_markers(fs, out)) == 2, "shard tasks did not run on both nodes"
-    assert not [p for p in fs.find("bucket/runs/cluster") if ".tmp-" in p]
-    assert not fs.exists("bucket/runs/cluster/_work/dedup"), "dedup left its intermediate tables behind"
+    assert not [p for p in fs.find("cluster-bucket/runs/cluster") if ".tmp-" in p]
+    assert not fs.exists("cluster-bucket/runs/cluster/_work/dedup"), "dedup left its intermediate tables behind"
 
 
 def test_cluster_survives_losing_a_node_mid_run(cluster, s3_env, single_node, tmp_path):
     fs, s3 = s3_env
     (tmp_path / "mix.yaml").write_text(MIX)
-    out = "s3://bucket/runs/cluster-kill"
+    out = "s3://cluster-bucket/runs/cluster-kill"
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "RAY_DEDUP_LOGS": "0", **cluster.env}
     cmd = [sys.executable, "-m", "dolma_prep.pipeline.cli", "run", str(tmp_path / "mix.yaml"), "--data-root",
-           "s3://bucket/data/documents", "--output", out, "--ray-address", cluster.address, "-q"]
+           "s3://cluster-bucket/data/documents", "--output", out, "--ray-address", cluster.address, "-q"]
     with open(tmp_path / "run.log", "w") as log:
         run = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -283,7 +283,7 @@ def test_cluster_survives_losing_a_node_mid_run(cluster, s3_env, single_node, tm
             deadline = time.time() + 600
             while time.time() < deadline and run.poll() is None:
                 fs.invalidate_cache()
-                if fs.glob("bucket/runs/cluster-kill/_state/tag/**/*.json"):
+                if fs.glob("cluster-bucket/runs/cluster-kill/_state/tag/**/*.json"):
                     break
                 time.sleep(0.5)
             assert run.poll() is None, "the run ended before node B could be killed: " + (tmp_path / "run.log").read_text()[-3000:]

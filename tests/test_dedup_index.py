@@ -453,25 +453,25 @@ def test_index_on_s3(releases, tmp_path):
         env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                "AWS_ENDPOINT_URL": endpoint, "FSSPEC_S3_ENDPOINT_URL": endpoint}
         fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="testing", secret="testing")
-        fs.mkdir("bucket")
+        fs.mkdir("index-bucket")  # moto keeps buckets per process: one name per test module
         local_r1 = tmp_path / "r1"
         local_r1.mkdir()
         for i, p in enumerate(r1[:6]):
-            fs.put(p, f"bucket/r1/{i}.jsonl.gz")
+            fs.put(p, f"index-bucket/r1/{i}.jsonl.gz")
             shutil.copy(p, local_r1 / f"{i}.jsonl.gz")
         docs = tmp_path / "rel2" / "documents"
         docs.mkdir(parents=True)
         shutil.copy(r2[-1], docs / "copies.jsonl.gz")
-        b = run_cli("index", "build", "--documents", "s3://bucket/r1/*.jsonl.gz", "--output", "s3://bucket/idx",
+        b = run_cli("index", "build", "--documents", "s3://index-bucket/r1/*.jsonl.gz", "--output", "s3://index-bucket/idx",
                     "--workers", "2", env=env)
         assert b.returncode == 0, b.stderr
         for kind in ("exact", "minhash"):
             d = run_cli("dedup", kind, "--documents", str(docs / "*.jsonl.gz"), "--attribute", kind, "--against",
-                        "s3://bucket/idx", "--workers", "2", env=env)
+                        "s3://index-bucket/idx", "--workers", "2", env=env)
             assert d.returncode == 0, d.stderr
         fs.invalidate_cache()
-        assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("bucket/idx")) == ["index.json", "v0001"]
-        assert not [p for p in fs.find("bucket/idx") if ".tmp-" in p or "_work" in p]
+        assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("index-bucket/idx")) == ["index.json", "v0001"]
+        assert not [p for p in fs.find("index-bucket/idx") if ".tmp-" in p or "_work" in p]
     finally:
         server.stop()
     local_idx = str(tmp_path / "idx")
