@@ -35,7 +35,7 @@ demo: setup
 
 # Every test, peers included: DOLMA_PREP_REQUIRE_PEERS=1 turns a missing peer into a failure.
 test: setup peers
-	DOLMA_PREP_REQUIRE_PEERS=1 $(PY) -m pytest -q
+	DOLMA_PREP_REQUIRE_PEERS=1 $(PY) -m pytest -q --durations=25
 
 # Quick loop while developing: no Ray end-to-end runs, no peers.
 test-fast: setup

@@ -43,6 +43,7 @@ import importlib.util  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("dedup_bench", os.path.join(HERE, "dedup.py"))
 bench = importlib.util.module_from_spec(_spec)  # benchmarks/dedup.py: the corpus and the exact answer
+sys.modules["dedup_bench"] = bench  # its pool workers pickle functions by module name
 _spec.loader.exec_module(bench)
 DATA = os.path.join(HERE, "_data", "index")
 

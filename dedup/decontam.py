@@ -17,13 +17,13 @@ drop documents with any span, or delete spans with score >= 0.5.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
 from dolma_prep.pipeline import io
 from dolma_prep.pipeline.runtime import run_tasks, summarise
 
+from . import checked
 from .signatures import shingle_hashes
 from .paragraphs import _paragraph_spans
 from .text import normalized_word_bytes
@@ -154,15 +154,13 @@ def _stage_docs(shard_index: int, doc_path: str, out_path: str, work: str, attri
     prefilter = io.load_npy(io.join(work, "eval-prefilter.npy"))
     n_tasks = len(io.read_json(io.join(work, "eval-names.json")))
     n = p["ngram"]
-    name_js = json.dumps(attribute, ensure_ascii=False)
-    version_js = json.dumps(attribute + "__eval_version", ensure_ascii=False)
     per_task = np.zeros(min(n_tasks, MAX_TASK_BITS + 1), dtype=np.int64)
     docs = contaminated = spans_total = invalid = 0
-    with io.AtomicWriter(out_path) as out:
+    with io.AttributeWriter(out_path, attribute) as out:
         for _, doc in io.iter_documents(doc_path):
             if doc is None:
                 invalid += 1
-                out.write_text(io.attribute_line("null", name_js, "[]"))
+                out.document(None)
                 continue
             text = doc["text"]
             docs += 1
@@ -172,10 +170,9 @@ def _stage_docs(shard_index: int, doc_path: str, out_path: str, work: str, attri
             if spans:
                 contaminated += 1
                 spans_total += len(spans)
-            spans_js = io.spans_json((s, e, float(v)) for s, e, v in spans)
-            if spans and p.get("registry_version"):  # which version of the evaluation registry matched
-                spans_js += f',{version_js}:[[0,{len(text)},{int(p["registry_version"])}]]'
-            out.write_text(io.attribute_line(io.json_value(doc["id"]), name_js, spans_js))
+            version = int(p["registry_version"]) if spans and p.get("registry_version") else None
+            out.document(doc, io.spans_json((s, e, float(v)) for s, e, v in spans),  # + which registry version matched
+                         {"eval_version": io.whole_span(text, version)} if version else None)
     return {
         "documents": docs,
         "invalid": invalid,
@@ -249,10 +246,7 @@ def run_decontaminate(
     the latest) from `dolma-prep index build --kinds ngram`; contaminated lines then also carry
     `<attribute>__eval_version` [[0, len, V]].
     """
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"run_decontaminate: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
+    p = checked("decontaminate", params, DEFAULTS)
     if threshold is not None:
         p["min_score"] = float(threshold)
     if bool(p["eval_sets"]) == bool(p["eval_index"]):

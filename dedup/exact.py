@@ -13,7 +13,6 @@ the result does not depend on worker count or scheduling.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -84,18 +83,12 @@ def _write(shard_idx: int, doc_path: str, attr_path: str, attribute: str, work_d
         t = io.read_parquet(io.join(work_dir, "dups", f"p{p:05d}.parquet"), filters=[("shard", "=", shard_idx)])
         dup_lines.update(t["line"].to_pylist())
     n = removed = 0
-    name_js = json.dumps(attribute, ensure_ascii=False)
-    with io.AtomicWriter(attr_path) as w:
+    with io.AttributeWriter(attr_path, attribute) as w:
         for line, doc in io.iter_documents(doc_path):
-            if doc is None:
-                w.write_text(io.attribute_line("null", name_js, "[]"))
-                continue
-            n += 1
-            spans = "[]"
-            if line in dup_lines:
-                removed += 1
-                spans = f"[[0,{len(doc['text'])},1]]"
-            w.write_text(io.attribute_line(io.json_value(doc["id"]), name_js, spans))
+            dup = doc is not None and line in dup_lines
+            n += doc is not None
+            removed += dup
+            w.document(doc, io.whole_span(doc["text"]) if dup else "[]")
     return {"documents": n, "duplicates": removed}
 
 

@@ -18,7 +18,6 @@ ones marks among the new ones.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pyarrow as pa
@@ -79,32 +78,24 @@ def _match_task(i: int, lo: int, hi: int | None, work: str, tables: tuple, first
 
 def _write_task(g: int, doc_path: str, attr_path: str, attribute: str, work: str, index: dict) -> dict:
     from .index import lookup_ids
-    from .minhash import index_attribute_line
+    from .minhash import matched_attributes
 
     lo = g << 32
     node, root = components.read_members(io.join(work, "dups"), lo, lo + (1 << 32))
     dups = dict(zip((node - np.uint64(lo)).astype(np.int64).tolist(), root.tolist()))
     found = lookup_ids(index, [r for r in dups.values() if r < index["first_new"]])
-    name_js = json.dumps(attribute, ensure_ascii=False)
     n = removed = matched = 0
-    with io.AtomicWriter(attr_path) as w:
+    with io.AttributeWriter(attr_path, attribute) as w:
         for line, doc in io.iter_documents(doc_path):
-            if doc is None:
-                w.write_text(io.attribute_line("null", name_js, "[]"))
-                continue
-            n += 1
-            id_js = io.json_value(doc["id"])
-            r = dups.get(line - 1)
+            n += doc is not None
+            r = None if doc is None else dups.get(line - 1)
             if r is None:
-                w.write_text(io.attribute_line(id_js, name_js, "[]"))
+                w.document(doc)
                 continue
             removed += 1
-            spans = f"[[0,{len(doc['text'])},1]]"
-            if r in found:
-                matched += 1
-                w.write_text(index_attribute_line(id_js, attribute, spans, len(doc["text"]), *found[r]))
-            else:
-                w.write_text(io.attribute_line(id_js, name_js, spans))
+            matched += r in found
+            w.document(doc, io.whole_span(doc["text"]),
+                       matched_attributes(len(doc["text"]), *found[r]) if r in found else None)
     return {"documents": n, "duplicates": removed, "matched_indexed": matched}
 
 

@@ -34,7 +34,6 @@ choice for 0.8 and 128 permutations, 9 x 13, gives only 0.40 at s=0.8 (its 50% p
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +41,7 @@ import pyarrow as pa
 from dolma_prep.pipeline import io
 from dolma_prep.pipeline.runtime import default_workers, run_tasks, summarise
 
-from . import components, verify
+from . import checked, components, verify
 from .signatures import band_keys, permutations, shingle_hashes, signatures
 from .text import normalized_word_bytes
 
@@ -190,25 +189,18 @@ def _stage_write(shard_index: int, out_path: str, work: str, result_dir: str, at
         indexed = root < np.uint64(index["first_new"])
         found = lookup_ids(index, root[indexed].tolist())
         matched = {ln: found[int(r)] for ln, r, i in zip(line_of, root.tolist(), indexed.tolist()) if i}
-    name_js = json.dumps(attribute, ensure_ascii=False)
-    with io.AtomicWriter(out_path) as out:
+    with io.AttributeWriter(out_path, attribute) as out:
         for line, id_js in enumerate(ids):
             spans = f"[[0,{int(lengths[line])},1]]" if line in removed else "[]"
-            if line in matched:
-                out.write_text(index_attribute_line(id_js, attribute, spans, int(lengths[line]), *matched[line]))
-            else:
-                out.write_text(io.attribute_line(id_js, name_js, spans))
+            extra = matched_attributes(int(lengths[line]), *matched[line]) if line in matched else None
+            out.line(id_js, spans, extra)
     return {"removed": len(removed), "matched_indexed": len(matched)}
 
 
-def index_attribute_line(id_js: str, attribute: str, spans: str, length: int, matched_id_js: str, version: int) -> str:
-    """An attribute line of a document that duplicates an indexed one: the kind's spans, plus
+def matched_attributes(length: int, matched_id_js: str, version: int) -> dict[str, str]:
+    """The extra attributes of a document that duplicates an indexed one:
     `<attribute>__matched_id` [[0, len, ID]] and `<attribute>__matched_version` [[0, len, V]]."""
-    name = json.dumps(attribute, ensure_ascii=False)
-    mid = json.dumps(attribute + "__matched_id", ensure_ascii=False)
-    mver = json.dumps(attribute + "__matched_version", ensure_ascii=False)
-    return (f'{{"id":{id_js},"attributes":{{{name}:{spans},{mid}:[[0,{length},{matched_id_js}]],'
-            f'{mver}:[[0,{length},{version}]]}}}}\n')
+    return {"matched_id": f"[[0,{length},{matched_id_js}]]", "matched_version": f"[[0,{length},{version}]]"}
 
 
 def _write_clusters(result_dir: str, path: str, shards: list[tuple[str, str]]) -> None:
@@ -268,10 +260,7 @@ def plan(p: dict, workers: int) -> dict:
 
 def check_params(params: dict) -> dict:
     """`params` over DEFAULTS, checked; num_perm filled in."""
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"run_minhash: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
+    p = checked("minhash", params, DEFAULTS)
     p["num_perm"] = int(p["num_perm"] or p["bands"] * p["rows"])
     if p["num_perm"] < p["bands"] * p["rows"]:
         raise ValueError(f"num_perm={p['num_perm']} < bands*rows={p['bands'] * p['rows']}")

@@ -32,14 +32,13 @@ order, the result is that of one sequential pass, whatever the number of workers
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
 from dolma_prep.pipeline import io
 from dolma_prep.pipeline.runtime import run_tasks, summarise
 
-from . import bloom, components
+from . import checked, bloom, components
 from .text import WHITE_SPACE, TokenHasher, dolma_tokens, window_hashes, xxh3
 
 _WHOLE_SEED = 0x5EED_0001
@@ -233,17 +232,15 @@ def _stage_write(shard_index: int, out_path: str, work: str, attribute: str, par
     lines, starts, ends = meta["line"], meta["start"], meta["end"]
     text = io.read_text(io.join(work, f"ids-{shard_index}.txt"))
     ids = text.split("\n") if text else []
-    name_js = json.dumps(attribute, ensure_ascii=False)
     by_line: dict[int, list[str]] = {}
     dup_chars = 0
     for i in np.flatnonzero(emit):
         v = float(score[i])
         by_line.setdefault(int(lines[i]), []).append(f"[{int(starts[i])},{int(ends[i])},{io.format_score(v)}]")
         dup_chars += int(ends[i] - starts[i])
-    with io.AtomicWriter(out_path) as out:
+    with io.AttributeWriter(out_path, attribute) as out:
         for line, id_js in enumerate(ids):
-            spans = by_line.get(line)
-            out.write_text(io.attribute_line(id_js, name_js, "[" + ",".join(spans) + "]" if spans else "[]"))
+            out.line(id_js, io.span_list(by_line.get(line)))
     return {
         "duplicate_paragraphs": int(emit.sum()),
         "documents_with_duplicates": len(by_line),
@@ -291,9 +288,7 @@ def run_paragraphs(
     build --kinds paragraphs`: an n-gram it holds counts as seen before; the key parameters come
     from the index).
     """
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"run_paragraphs: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    checked("paragraphs", params, DEFAULTS)
     index = None
     if params.get("against"):
         from .index import open_against

@@ -44,13 +44,14 @@ Fingerprints and rounds 3 and 5 live in `substrings_merge.py`.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from dolma_prep.pipeline import io
 from dolma_prep.pipeline.runtime import run_tasks, summarise
+
+from . import checked
 
 from .substrings_merge import stage_candidates, stage_verify, write_fingerprints
 
@@ -305,11 +306,9 @@ def _stage_write(s: int, out_path: str, work: str, attribute: str, parts: list[i
             chars += e - a
     text = io.read_text(io.join(work, f"ids-{s}.txt"))
     ids = text.split("\n") if text else []
-    name_js = json.dumps(attribute, ensure_ascii=False)
-    with io.AtomicWriter(out_path) as out:
+    with io.AttributeWriter(out_path, attribute) as out:
         for line, id_js in enumerate(ids):
-            spans = by_line.get(line)
-            out.write_text(io.attribute_line(id_js, name_js, "[" + ",".join(spans) + "]" if spans else "[]"))
+            out.line(id_js, io.span_list(by_line.get(line)))
     return {"documents_with_duplicates": len(by_line), "duplicate_span_chars": chars}
 
 
@@ -331,23 +330,8 @@ def run_substrings(
     default 4 x the number of parts), verify="fingerprints" | "units" (cross-part matches by
     128-bit fingerprint, or confirmed by comparing the K units, which ships them).
     """
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"run_substrings: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-    if p["verify"] not in VERIFY:
-        raise io.InputError(f"substrings: verify must be one of {', '.join(VERIFY)}, got {p['verify']!r}")
-    if p["unit"] not in UNITS:
-        raise io.InputError(f"substrings: unit must be one of {', '.join(UNITS)}, got {p['unit']!r}")
-    k = p["min_length"]
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise io.InputError(f"substrings: min_length must be an integer >= 1, got {k!r}")
-    part_size = p["part_size"]
-    if isinstance(part_size, bool) or not isinstance(part_size, int) or part_size < 1:
-        raise io.InputError(f"substrings: part_size must be an integer >= 1, got {part_size!r}")
-    b = p["buckets"]
-    if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
-        raise io.InputError(f"substrings: buckets must be an integer >= 1 or null (4 per part), got {b!r}")
+    p = checked("substrings", params, DEFAULTS)
+    k, part_size = p["min_length"], p["part_size"]
     work = io.join(work_dir, "substrings")
     io.rmtree(work)
 

@@ -9,6 +9,8 @@ per bucket, `fp-<part>-<bucket>.bin`, the bucket named by the top bits of fp.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from dolma_prep.pipeline import io
@@ -57,8 +59,8 @@ def write_fingerprints(seq: np.ndarray, is_rep: np.ndarray, k: int, buckets: int
     """FP_RECORDs of every marked window, streamed chunk by chunk of the text into one file per
     bucket (`fp-<part>-<bucket>.bin`), so memory stays ~50 B x _CHUNK whatever the part size."""
     powers = [_powers(b, min(len(seq), _CHUNK) + k + 1) for b in _BASES]
-    writers = [io.AtomicWriter(io.join(work, f"fp-{p}-{b}.bin")) for b in range(buckets)]
-    try:
+    with contextlib.ExitStack() as stack:  # all committed together, or all aborted
+        writers = [stack.enter_context(io.AtomicWriter(io.join(work, f"fp-{p}-{b}.bin"))) for b in range(buckets)]
         for c0 in range(0, len(seq), _CHUNK):
             loc = np.flatnonzero(is_rep[c0:c0 + _CHUNK])
             if len(loc) == 0:
@@ -72,12 +74,6 @@ def write_fingerprints(seq: np.ndarray, is_rep: np.ndarray, k: int, buckets: int
             cuts = np.searchsorted(bk[order], np.arange(buckets + 1))
             for b in range(buckets):
                 writers[b].write(rec[order[cuts[b]:cuts[b + 1]]].tobytes())
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
-    for w in writers:
-        w.commit()
 
 
 def bucket_of(fp: np.ndarray, r: int) -> np.ndarray:

@@ -409,6 +409,37 @@ def attribute_line(id_js: str, name_js: str, spans_js: str) -> str:
     return '{"id":' + id_js + ',"attributes":{' + name_js + ":" + spans_js + "}}\n"
 
 
+def span_list(spans: list[str] | None) -> str:
+    """`[a,b,...]` from already-encoded spans; `[]` for none."""
+    return "[" + ",".join(spans) + "]" if spans else "[]"
+
+
+def whole_span(text: str, value: Any = 1) -> str:
+    """The span covering a whole document: `[[0,len(text),VALUE]]`."""
+    return f"[[0,{len(text)},{value}]]"
+
+
+class AttributeWriter(AtomicWriter):
+    """One attribute file, written atomically: a line per line of its documents file, in order
+    (dolma pairs the two files by line). Every dedup kind writes through this."""
+
+    def __init__(self, path: str, attribute: str):
+        super().__init__(path)
+        self.attribute = attribute
+        self.name_js = json.dumps(attribute, ensure_ascii=False)
+
+    def line(self, id_js: str | None, spans_js: str = "[]", extra: dict[str, str] | None = None) -> None:
+        """`id_js` None: a documents line that holds no document (empty spans, counted elsewhere).
+        `extra`: more attributes of the document, `{suffix: spans_js}`, named `<attribute>__<suffix>`."""
+        body = self.name_js + ":" + spans_js
+        for suffix, js in (extra or {}).items():
+            body += "," + json.dumps(f"{self.attribute}__{suffix}", ensure_ascii=False) + ":" + js
+        self.write_text('{"id":' + (id_js or "null") + ',"attributes":{' + body + "}}\n")
+
+    def document(self, doc: dict | None, spans_js: str = "[]", extra: dict[str, str] | None = None) -> None:
+        self.line(None if doc is None else json_value(doc["id"]), spans_js, extra)
+
+
 # ------------------------------------------------------------------------ work files (any storage)
 # Intermediate tables of multi-round work (dedup shuffles, counts) live on storage every node
 # reaches: under the run's output or a --scratch URL. These helpers are the only way code

@@ -69,16 +69,7 @@ def _spans_json(spans: list) -> str:
         if len(set(scores)) == 1 and scores[0] == scores[0]:
             pattern = "[%d,%d," + _score_str(scores[0]) + "]"
             return "[" + ",".join(map(pattern.__mod__, zip(starts, ends))) + "]"
-    out = []
-    for s, e, v in spans:
-        v = round(float(v), 5)
-        r = _SCORES.get(v) if v else None  # 0.0 and -0.0 are equal keys but print differently
-        if r is None:
-            r = format_score(v)
-            if v and len(_SCORES) < 100_000:
-                _SCORES[v] = r
-        out.append("[%d,%d,%s]" % (s, e, r))
-    return "[" + ",".join(out) + "]"
+    return "[" + ",".join(["[%d,%d,%s]" % (s, e, _score_str(v)) for s, e, v in spans]) + "]"
 
 
 def _dedupe(parts: list[str]) -> str:

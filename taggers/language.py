@@ -39,10 +39,30 @@ def _sanitize(text: str) -> str:
     return _BAD_CHARS.sub("", text)
 
 
-class Cld2Doc(Tagger):
+class _LanguageDoc(Tagger):
+    """Document spans from `languages(text)`: [(code, score)], the part each engine differs in."""
+
     include_negative = False
     english_only = False
 
+    def languages(self, text: str) -> list[tuple[str, float]]:
+        raise NotImplementedError
+
+    def predict(self, doc: Document) -> dict[str, Spans]:
+        n = len(doc.text)
+        langs = self.languages(doc.text)
+        if self.english_only:
+            langs = [(lang, s) for lang, s in langs if lang == "en"] or [("en", 0.0)]
+        out: dict[str, Spans] = {}
+        for lang, score in langs:
+            out.setdefault(lang, []).append([0, n, score])
+        if self.include_negative:
+            for lang, score in langs:
+                out.setdefault(f"not_{lang}", []).append([0, n, 1.0 - score])
+        return out
+
+
+class Cld2Doc(_LanguageDoc):
     def __init__(self, **options):
         super().__init__(**options)
         try:
@@ -64,19 +84,6 @@ class Cld2Doc(Tagger):
             return []
         return [(d[0][:2].lower(), d[2] / 100.0) for d in details if d[0] != "UNKNOWN_LANGUAGE"]
 
-    def predict(self, doc: Document) -> dict[str, Spans]:
-        n = len(doc.text)
-        langs = self.languages(doc.text)
-        if self.english_only:
-            langs = [(lang, s) for lang, s in langs if lang == "en"] or [("en", 0.0)]
-        out: dict[str, Spans] = {}
-        for lang, score in langs:
-            out.setdefault(lang, []).append([0, n, score])
-        if self.include_negative:
-            for lang, score in langs:
-                out.setdefault(f"not_{lang}", []).append([0, n, 1.0 - score])
-        return out
-
 
 register("cld2_doc_v2")(Cld2Doc)
 
@@ -90,29 +97,16 @@ class Cld2EnglishDoc(Cld2Doc):
 
 
 @register("ft_lang_id_doc_v1")
-class FastTextLangIdDoc(Tagger):
+class FastTextLangIdDoc(_LanguageDoc):
     """One field per language label of a local fastText language-id model (`model_path`)."""
-
-    include_negative = False
-    english_only = False
 
     def __init__(self, model_path: str | None = None, **options):
         super().__init__(model_path=model_path, **options)
         self.model = _fasttext.load_model(model_path, self.name)
 
-    def predict(self, doc: Document) -> dict[str, Spans]:
-        n = len(doc.text)
-        text = doc.text.lower().replace("\n", " ").strip()
-        langs = [(label.replace("__label__", ""), p) for label, p in _fasttext.predict(self.model, text)]
-        if self.english_only:
-            langs = [(lang, s) for lang, s in langs if lang == "en"] or [("en", 0.0)]
-        out: dict[str, Spans] = {}
-        for lang, score in langs:
-            out.setdefault(lang, []).append([0, n, score])
-        if self.include_negative:
-            for lang, score in langs:
-                out.setdefault(f"not_{lang}", []).append([0, n, 1.0 - score])
-        return out
+    def languages(self, text: str) -> list[tuple[str, float]]:
+        text = text.lower().replace("\n", " ").strip()
+        return [(label.replace("__label__", ""), p) for label, p in _fasttext.predict(self.model, text)]
 
 
 @register("ft_lang_id_en_doc_v2")

@@ -80,21 +80,13 @@ class Cld2EnglishParagraphWithDocScore(Cld2EnglishParagraph):
     doc_score = True
 
 
-class _FastTextLanguages(FastTextLangIdDoc):
-    def languages(self, text: str) -> list[tuple[str, float]]:
-        from . import _fasttext
-
-        text = text.lower().replace("\n", " ").strip()
-        return [(label.replace("__label__", ""), p) for label, p in _fasttext.predict(self.model, text)]
-
-
 @register("ft_lang_id_paragraph_v1")
-class FastTextLangIdParagraph(_ParagraphLanguage, _FastTextLanguages):
+class FastTextLangIdParagraph(_ParagraphLanguage, FastTextLangIdDoc):
     """Every label of a local fastText language-id model (`model_path`), per paragraph."""
 
 
 @register("ft_lang_id_en_paragraph_v2")
-class FastTextLangIdEnglishParagraph(_ParagraphLanguage, _FastTextLanguages):
+class FastTextLangIdEnglishParagraph(_ParagraphLanguage, FastTextLangIdDoc):
     """Per-paragraph `en` / `not_en` from a local fastText language-id model (`model_path`)."""
 
     include_negative = True

@@ -271,16 +271,15 @@ def test_fingerprints_equal_for_equal_windows(tmp_path):
 def test_bad_parameters(tmp_path):
     d = write_shard(tmp_path / "d.jsonl.gz", [("a", "x")])
     pairs = [(d, str(tmp_path / "a.jsonl.gz"))]
-    with pytest.raises(InputError, match="unit must be one of bytes, tokens, got 'words'"):
-        run_substrings(pairs, "dup", str(tmp_path / "w"), unit="words")
-    with pytest.raises(InputError, match="min_length must be an integer >= 1, got 0"):
-        run_substrings(pairs, "dup", str(tmp_path / "w"), min_length=0)
-    with pytest.raises(InputError, match=r"buckets must be an integer >= 1 or null \(4 per part\), got 0"):
-        run_substrings(pairs, "dup", str(tmp_path / "w"), buckets=0)
-    with pytest.raises(InputError, match="verify must be one of fingerprints, units, got 'bytes'"):
-        run_substrings(pairs, "dup", str(tmp_path / "w"), verify="bytes")
-    with pytest.raises(TypeError, match=r"unknown parameters \['threshold'\]"):
-        run_substrings(pairs, "dup", str(tmp_path / "w"), threshold=0.5)
+    # the same typed options as a mix file's `dedup: {substrings: ...}` (pipeline/mixfile.py)
+    for bad, where in [(dict(unit="words"), r"unit: Input should be 'bytes' or 'tokens'; found 'words'"),
+                       (dict(min_length=0), r"min_length: Input should be greater than or equal to 1; found 0"),
+                       (dict(buckets=0), r"buckets: Input should be greater than or equal to 1; found 0"),
+                       (dict(verify="bytes"), r"verify: Input should be 'fingerprints' or 'units'; found 'bytes'"),
+                       (dict(threshold=0.5), r"threshold: unknown key \(typo\?\).* known keys: attribute, min_length")]:
+        with pytest.raises(InputError, match=r"run_substrings: invalid options \(1 error\)\n  - " + where):
+            run_substrings(pairs, "dup", str(tmp_path / "w"), **bad)
+    assert not (tmp_path / "w").exists()  # refused before any work
 
 
 # ----------------------------------------------------------------------------- bundled sample

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import contextlib
 import json
 
 from dolma_prep.taggers import registry
@@ -76,18 +77,12 @@ def tag_records(records, tagset, writer, rejects) -> dict:
 def run_shard(shard: Shard, ctx: dict) -> dict:
     mix = mix_of(ctx)
     rejects = Rejects(ctx, "read", shard)
-    tagsets, writers = [], []
-    for experiment, specs in mix.tagger_groups().items():
-        tagsets.append(taggers_for(specs, experiment, ctx.get("tagger_modules", [])))
-        writers.append(io.AtomicWriter(attributes_path(ctx, experiment, shard)))
-    try:
+    with contextlib.ExitStack() as stack:  # every experiment's file committed together, or none
+        tagsets, writers = [], []
+        for experiment, specs in mix.tagger_groups().items():
+            tagsets.append(taggers_for(specs, experiment, ctx.get("tagger_modules", [])))
+            writers.append(stack.enter_context(io.AtomicWriter(attributes_path(ctx, experiment, shard))))
         stats = tag_records(io.read_documents(shard.path), tagsets, writers, rejects)
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
-    for w in writers:
-        w.commit()
     rejects.commit()
     stats.update(rejects.stats())
     return stats
