@@ -23,6 +23,9 @@ from dolma_prep.pipeline import io
 from dolma_prep.pipeline.runtime import run_tasks, summarise
 
 
+PARTITION_BYTES = 1 << 30  # of input files per reduce partition: ~1M documents, ~30 MB of rows in its task
+
+
 def _key_of(doc: dict, key: str) -> str | None:
     cur: Any = doc
     for part in key.split("."):
@@ -101,7 +104,9 @@ def run_exact(shards: list[tuple[str, str]], attribute: str, work_dir: str, key:
         from .index_exact import run_exact_against
 
         return run_exact_against(shards, attribute, work_dir, key, against, workers=workers)
-    partitions = partitions or max(1, min(256, len(shards)))
+    # from the input's size, never from the worker count (the manifest records it): one partition
+    # per PARTITION_BYTES of input files, so a small corpus is not cut into shards x shards files
+    partitions = partitions or max(1, min(256, -(-io.total_size([d for d, _ in shards]) // PARTITION_BYTES)))
     work = io.join(work_dir, "exact")
     io.rmtree(work)
     a = run_tasks("exact:map", _map, [(i, d, work, key, partitions) for i, (d, _) in enumerate(shards)])

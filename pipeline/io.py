@@ -534,6 +534,11 @@ def glob(pattern: str) -> list[str]:
     return sorted(m for m in found if ".tmp-" not in m)
 
 
+def total_size(paths: list[str]) -> int:
+    """Bytes in these files (one metadata request per file on object storage)."""
+    return sum(int(fs_of(p).size(p) or 0) for p in paths)
+
+
 def rmtree(path: str) -> None:
     """Remove a folder and everything under it; nothing if it does not exist."""
     fs = fs_of(path)

@@ -62,7 +62,7 @@ class ExactDedup(Strict):
 
     attribute: str = "exact_duplicates"
     key: str = "text"  # "text" or a dotted field such as "metadata.url"
-    partitions: int | None = Field(default=None, ge=1)  # default: one per shard, at most 256
+    partitions: int | None = Field(default=None, ge=1)  # default: one per GiB of input files, 1..256
     against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
 
 

@@ -109,6 +109,26 @@ def file_hashes(folder):
 # ----------------------------------------------------------------------------- exact
 
 
+def test_exact_partitions_come_from_input_size_and_do_not_change_the_marks(releases, tmp_path, monkeypatch):
+    """The default partition count follows the input's bytes (one per PARTITION_BYTES), not the
+    shard or worker count; any count marks the same documents."""
+    from dolma_prep.dedup import exact as dexact
+
+    root, r1, r2 = releases
+    size = sum(os.path.getsize(p) for p in r1 + r2)
+    runs = {}
+    for name, part_bytes, forced in (("default", dexact.PARTITION_BYTES, None), ("small", size // 3 + 1, None),
+                                     ("forced", dexact.PARTITION_BYTES, 5)):
+        monkeypatch.setattr(dexact, "PARTITION_BYTES", part_bytes)
+        pairs = pairs_for(r1 + r2, str(tmp_path / name))
+        stats = run_exact(pairs, "exact", str(tmp_path / f"work-{name}"), partitions=forced)
+        runs[name] = (stats, marks(pairs, "exact"))
+    assert len(r1 + r2) > 1 and runs["default"][0]["partitions"] == 1  # a small corpus: one partition, not shards
+    assert runs["small"][0]["partitions"] == 3 and runs["forced"][0]["partitions"] == 5
+    assert runs["default"][1] == runs["small"][1] == runs["forced"][1]
+    assert runs["default"][0]["duplicates"] == runs["small"][0]["duplicates"] >= 15
+
+
 def test_exact_against_index_equals_joint_dedup_restricted_to_release_2(releases, tmp_path):
     root, r1, r2 = releases
     idx = str(tmp_path / "index")
