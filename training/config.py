@@ -66,7 +66,8 @@ class MixtureConfig:
     `max_repetition`: how many times a source's tokens may be drawn at most
     (`source_max_repetition` overrides it per source). `seed`: of the draw (default: the run's).
     `holdout`: fraction of each source's documents set aside for evaluation, chosen by a hash
-    seeded with `holdout_seed`, never drawn.
+    seeded with `holdout_seed`, never drawn. `eos_token_id`: the EOS id in the arrays, which cuts
+    an array without a `.csv.gz` index into documents (default: model.eos_token_id).
     """
 
     shares: dict[str, float] = field(default_factory=dict)
@@ -76,6 +77,7 @@ class MixtureConfig:
     seed: int | None = None
     holdout: float = 0.0
     holdout_seed: int = 0
+    eos_token_id: int | None = None
 
 
 @dataclass

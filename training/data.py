@@ -137,11 +137,11 @@ def build_dataset(config: TrainConfig):
         if total <= 0:
             raise ValueError("data.mixture: set data.mixture.total_tokens, max_tokens or max_steps")
         reps = {s: mix.source_max_repetition.get(s, mix.max_repetition) for s in mix.shares}
+        eos = config.model.eos_token_id if mix.eos_token_id is None else mix.eos_token_id
         dataset = MixtureDataset(
             read_run_output(data.run_output, data.dtype), seq_len, mix.shares, total,
-            seed=config.seed if mix.seed is None else mix.seed, max_repetition=reps,
-            eos_token_id=config.model.eos_token_id, holdout=mix.holdout, holdout_seed=mix.holdout_seed,
-            where=f"data.mixture over {data.run_output}",
+            seed=config.seed if mix.seed is None else mix.seed, max_repetition=reps, eos_token_id=eos,
+            holdout=mix.holdout, holdout_seed=mix.holdout_seed, where=f"data.mixture over {data.run_output}",
         )  # fmt: skip
     else:
         dataset = MemMapDataset(token_files(data), seq_len)
