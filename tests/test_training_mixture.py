@@ -140,6 +140,7 @@ def _config(pool: Path, save: Path, *overrides: str):
     return c
 
 
+@pytest.mark.slow  # trains three short runs
 def test_resume_gives_the_same_instances_and_losses(pool, tmp_path):
     from dolma_prep.training.train import train
 
