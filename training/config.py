@@ -57,12 +57,39 @@ class SchedulerConfig:
 
 
 @dataclass
+class MixtureConfig:
+    """Mixing at read time (training/mixture.py): draw whole documents of `run_output`'s sources
+    to these token shares instead of reading every array once.
+
+    `shares`: source -> weight (normalised to sum to 1); empty: no mixing. `total_tokens`: tokens
+    to draw (default: the run's length, max_tokens or max_steps x tokens per step).
+    `max_repetition`: how many times a source's tokens may be drawn at most
+    (`source_max_repetition` overrides it per source). `seed`: of the draw (default: the run's).
+    `holdout`: fraction of each source's documents set aside for evaluation, chosen by a hash
+    seeded with `holdout_seed`, never drawn. `eos_token_id`: the EOS id in the arrays, which cuts
+    an array without a `.csv.gz` index into documents (default: model.eos_token_id).
+    """
+
+    shares: dict[str, float] = field(default_factory=dict)
+    total_tokens: int | None = None
+    max_repetition: float = 1.0
+    source_max_repetition: dict[str, float] = field(default_factory=dict)
+    seed: int | None = None
+    holdout: float = 0.0
+    holdout_seed: int = 0
+    eos_token_id: int | None = None
+
+
+@dataclass
 class DataConfig:
     """Where the token arrays come from: a `dolma-prep run` output folder or explicit paths.
 
     `run_output`: folder with `manifest.json` (or `tokens/**/part-*.npy`); `paths`: raw memmap
     files, listed more than once to repeat them; `source_repeats`: repeat every file of a
     manifest source n times. `dtype` is used where the manifest does not give one.
+    `mixture`: draw the run output's sources to token shares (MixtureConfig). `id_map`: a .npy
+    array (np.save) mapping every token id of the arrays to the model's id, for models with a
+    reduced vocabulary (mix-search proxies, training/proxy.py).
     """
 
     run_output: str | None = None
@@ -72,6 +99,8 @@ class DataConfig:
     source_repeats: dict[str, int] = field(default_factory=dict)
     shuffle: bool = True
     drop_last: bool = True
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    id_map: str | None = None
 
 
 @dataclass

@@ -39,7 +39,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_config
-from .data import DataOrder, MemMapDataset, token_files
+from .data import DataOrder, build_dataset
 from .float8 import convert_to_float8, float8_supported
 from .model import OLMo
 from .optim import Scheduler, apply_hyperparameters, build_optimizer, clip_grad_norm
@@ -177,7 +177,7 @@ class Trainer:
                 f"found {c.sdpa_backend!r} with attention={c.attention!r}"
             )
         self.save_folder = Path(c.save_folder)
-        self.dataset = MemMapDataset(token_files(c.data), c.model.max_sequence_length)
+        self.dataset = build_dataset(c)
         self.order = DataOrder(
             self.dataset, c.global_batch_size, seed=c.seed, rank=self.rt.rank, world_size=self.rt.world_size,
             shuffle=c.data.shuffle, drop_last=c.data.drop_last,

@@ -1,0 +1,92 @@
+"""Mix search on the bundled sample (issue 20): does the proxy regression rank held-out proxies,
+and does the proposed mix beat the base mix and the best proxy beyond seed noise?
+
+1. the pool: `dolma-prep run mixes/anneal.yaml --data-root sample/demo --output POOL` (what
+   `make demo` runs), unless POOL already holds a manifest;
+2. `dolma-prep mix-search mixes/anneal.yaml --pool POOL --verify-seeds 3 ...` (defaults otherwise:
+   16 tiny proxies with a 2,048-id vocabulary, 250,000 tokens each, objective = mean LM loss over
+   the bundled evaluation sets), timed as a whole;
+3. from OUTPUT/search.json: Spearman of out-of-fold predicted vs measured objective over the
+   proxies (target >= 0.8); the verified objective (mean of 3 fresh seeds) of the proposal, the
+   base mix and the best proxy's mixture; seed noise = standard deviation of the base over its 3
+   seeds; whether proposal < base and proposal < best proxy by more than 2 x that noise.
+
+Prints a summary and a RESULTS.md row, writes OUTPUT/benchmark.json. Rerunning resumes (finished
+proxies are reused): delete OUTPUT for a timed run.
+
+    python benchmarks/mix_search.py [--pool DIR] [--output DIR] [--workers 2] [-- extra mix-search args]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+DATA = os.path.join(HERE, "_data", "mix_search")
+CLI = [sys.executable, "-m", "dolma_prep.pipeline.cli"]
+
+
+def run(args: list[str]) -> float:
+    print("$ dolma-prep " + " ".join(args), flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run([*CLI, *args], cwd=REPO)
+    if proc.returncode not in (0, 3):  # 3: the run finished with rejected records
+        raise SystemExit(f"dolma-prep {args[0]} exited {proc.returncode}")
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--pool", default=os.path.join(DATA, "pool"), help="run output of the anneal mix over sample/demo")
+    p.add_argument("--output", default=os.path.join(DATA, "search"), help="mix-search folder")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--verify-seeds", type=int, default=3)
+    p.add_argument("--fresh", action="store_true", help="delete OUTPUT first (a timed run trains every proxy)")
+    p.add_argument("extra", nargs="*", help="further mix-search arguments (after --)")
+    a = p.parse_args()
+    load_before = os.getloadavg()
+    pool_s = None
+    if not os.path.exists(os.path.join(a.pool, "manifest.json")):
+        pool_s = run(["run", "mixes/anneal.yaml", "--data-root", "sample/demo", "--output", a.pool, "--quiet",
+                      "--workers", str(a.workers)])
+    if a.fresh:
+        shutil.rmtree(a.output, ignore_errors=True)
+    wall = run(["mix-search", "mixes/anneal.yaml", "--pool", a.pool, "--output", a.output, "--workers", str(a.workers),
+                "--verify-seeds", str(a.verify_seeds), *a.extra])
+    load_after = os.getloadavg()
+    s = json.load(open(os.path.join(a.output, "search.json")))
+    v, reg, prop = s["verdict"], s["regression"], s["proposal"]
+    noise = v["base"]["std"] if v.get("base", {}).get("std") is not None else float("nan")
+    proposed, base, best = v["proposed"]["mean"], v["base"]["mean"], v["best_proxy"]["mean"]
+    out = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "workers": a.workers, "pool_run_s": pool_s, "search_wall_s": round(wall, 1), "search_wall_reported_s": s["wall_s"],
+        "proxies": len(s["proxies"]), "tokens_per_proxy": s["options"]["tokens_per_proxy"],
+        "spearman_oof": reg["spearman_oof"], "mae_oof": reg["mae_oof"],
+        "verified_proposed": proposed, "verified_base": base, "verified_best_proxy": best, "base_seed_std": noise,
+        "proposed_beats_base_beyond_noise": proposed < base - 2 * noise,
+        "proposed_beats_best_proxy_beyond_noise": proposed < best - 2 * noise,
+        "predicted_proposed": prop["predicted"], "best_proxy_measured_own_seed": prop["best_proxy_objective"],
+        "shares": dict(zip(s["sources"], (round(x, 4) for x in prop["shares"]))),
+        "base_shares": dict(zip(s["sources"], (round(x, 4) for x in s["base_shares"]))),
+        "proxy_tokens_per_s": [p_["train_tokens_per_s"] for p_ in s["proxies"]],
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after],
+    }  # fmt: skip
+    with open(os.path.join(a.output, "benchmark.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    print(json.dumps({k: v_ for k, v_ in out.items() if k != "proxy_tokens_per_s"}, indent=1))
+    print(f"\n| {out['date']} | {out['proxies']} x {out['tokens_per_proxy']:,} | {reg['spearman_oof']:.3f} | "
+          f"{proposed:.4f} | {base:.4f} | {best:.4f} | {noise:.4f} | {wall / 60:.1f} min | "
+          f"{load_before[0]:.2f} / {load_after[0]:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
