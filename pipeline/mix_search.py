@@ -127,22 +127,33 @@ def base_shares(mix, pool_tokens: dict[str, int]) -> tuple[dict[str, float], str
     return {s.name: pool_tokens[s.name] / total for s in mix.sources}, "tokens per source in the pool"
 
 
+def drawn_tokens(opts: SearchOptions) -> int:
+    """Tokens a proxy's mixture draws: --tokens-per-proxy rounded up to whole instances of the
+    proxy config's sequence length (as training/mixture.py's MixtureDataset does)."""
+    from dolma_prep.training.config import load_config
+
+    seq = load_config(opts.proxy_config, list(opts.proxy_set)).model.max_sequence_length
+    return math.ceil(opts.tokens_per_proxy / seq) * seq
+
+
 def bounds(names: list[str], base: np.ndarray, train_tokens: dict[str, int], opts: SearchOptions,
-           mix_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper share per source (options and the repetition limit at proxy scale)."""
+           mix_path: str, drawn: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper share per source (options and the repetition limit at proxy scale: a
+    share x `drawn` tokens within max repetition x the source's training tokens)."""
+    drawn = drawn or opts.tokens_per_proxy
     unknown = sorted(set(opts.share_bounds) - set(names))
     if unknown:
         raise InputError(f"--share-bounds: {unknown[0]!r} is not a source of {mix_path} ({', '.join(names)})")
     lo = np.array([opts.share_bounds.get(n, (opts.min_share, opts.max_share))[0] for n in names], dtype=float)
     hi = np.array([opts.share_bounds.get(n, (opts.min_share, opts.max_share))[1] for n in names], dtype=float)
-    rep = np.array([opts.max_repetition * train_tokens[n] / opts.tokens_per_proxy for n in names])
+    rep = np.array([opts.max_repetition * train_tokens[n] / drawn for n in names])
     hi = np.minimum(hi, rep)
     hi[base == 0] = lo[base == 0] = 0.0  # a source the mix leaves out stays out
     for i, n in enumerate(names):
         if base[i] > rep[i] * (1 + 1e-9):
             raise InputError(
                 f"{mix_path}: the base mix gives {n} {base[i]:.2%} of {opts.tokens_per_proxy:,} tokens per proxy, "
-                f"{base[i] * opts.tokens_per_proxy / train_tokens[n]:.1f}x its {train_tokens[n]:,} training tokens in "
+                f"{base[i] * drawn / train_tokens[n]:.1f}x its {train_tokens[n]:,} training tokens in "
                 f"the pool, over --max-repetition {opts.max_repetition:g}: lower --tokens-per-proxy or raise the limit")
         if lo[i] > hi[i] + 1e-12:
             raise InputError(f"source {n}: lower bound {lo[i]:.4f} above upper bound {hi[i]:.4f} "
@@ -453,7 +464,7 @@ def search(mix_path: str, pool: str, opts: SearchOptions, workers: int | None = 
     base = np.array([base_map[n] for n in names])
     prep_dir = io.join(output, "prep")
     prep = prepare(mix, files, opts, prep_dir)
-    lo, hi = bounds(names, base, prep["train_tokens"], opts, mix_path)
+    lo, hi = bounds(names, base, prep["train_tokens"], opts, mix_path, drawn_tokens(opts))
     weights = parse_objective(opts.objective, sorted(prep["streams"]))
     concentration = opts.concentration or float(len(names))
     rng = np.random.Generator(np.random.PCG64(_seed(opts.seed, "candidates")))

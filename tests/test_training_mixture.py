@@ -160,3 +160,27 @@ def test_resume_gives_the_same_instances_and_losses(pool, tmp_path):
     resumed = train(_config(pool, tmp_path / "resumed", *overrides, "max_steps=8"))
     assert [m["step"] for m in resumed] == [5, 6, 7, 8]
     assert [m["loss"] for m in resumed] == [m["loss"] for m in full[4:]]
+
+
+def test_mix_search_bounds_leave_room_for_whole_instances(pool):
+    """A candidate at its repetition bound must be drawable: the dataset rounds the tokens up
+    to whole instances, so the search's bound uses the rounded count (a 4.00x > 4x refusal
+    stopped the first benchmark run)."""
+    from dolma_prep.pipeline import mix_search as ms
+
+    files = read_run_output(pool)
+    train = {n: d.tokens for n, d in pool_documents(files, EOS).items()}
+    opts = ms.SearchOptions(output="x", tokens_per_proxy=5_001, max_repetition=1.0)
+    seq = load_config(opts.proxy_config).model.max_sequence_length
+    drawn = ms.drawn_tokens(opts)
+    assert drawn % seq == 0 and opts.tokens_per_proxy <= drawn < opts.tokens_per_proxy + seq
+    names = sorted(train)
+    base = np.full(len(names), 1 / len(names))
+    _, hi = ms.bounds(names, base, train, opts, "m.yaml", drawn)
+    i = int(np.argmin(hi))  # the tightest source, at its bound; the rest share what is left
+    assert hi[i] < 1  # the repetition limit binds
+    shares = {n: (hi[i] if j == i else (1 - hi[i]) / (len(names) - 1)) for j, n in enumerate(names)}
+    ds = MixtureDataset(files, seq, shares, opts.tokens_per_proxy, seed=0, max_repetition=1.0, eos_token_id=EOS)
+    assert ds.report[names[i]]["tokens"] >= hi[i] * drawn * 0.999
+    _, hi_raw = ms.bounds(names, base, train, opts, "m.yaml")  # unrounded: 5,001 tokens
+    assert hi_raw[i] > hi[i]  # the rounding moves the bound (what the unrounded one missed)
