@@ -65,11 +65,17 @@ def test_adversarial_set_gives_identical_ids(ref, fast_encoder):
 
 
 def test_sample_corpus_gives_identical_ids(ref, fast_encoder):
-    texts = []
+    texts, lines, sources = [], 0, set()
     for p in sorted(SAMPLE.glob("*/*.jsonl.gz")):
         with gzip.open(p, "rt", encoding="utf-8") as f:
-            texts += [t for t in (json.loads(line)["text"].strip() for line in f) if t]
-    assert len(texts) > 1500
+            docs = [json.loads(line)["text"].strip() for line in f]
+        lines += len(docs)
+        sources.add(p.parent.name)
+        texts += [t for t in docs if t]
+    # every document of the bundled sample (its manifest says how many), every source
+    meta = json.loads((SAMPLE.parent / "SAMPLE.json").read_text())
+    assert lines == sum(v["documents"] for v in meta["sources"].values())
+    assert sources == set(meta["sources"]) and len(texts) > 0.9 * lines
     flat, lens, errors, routed = tk.encode_docs(fast_encoder, texts, EOS, None)
     want = [e.ids for e in ref.encode_batch_fast(texts, add_special_tokens=False)]
     assert not errors and routed == 0 and len(lens) == len(texts)
