@@ -395,3 +395,18 @@ def test_stale_or_missing_stored_ids_are_not_used(tmp_path):
     count.run_shard(shard, ctx)
     pio.remove(ids_path)
     assert tk.usable_store(ctx, shard) is None
+    # same size, other bytes: the content key, not the size, decides
+    kept = tmp_path / "out" / "kept" / "s" / "0000.jsonl.gz"
+    count.run_shard(shard, ctx)
+    assert tk.usable_store(ctx, shard) is not None
+    raw = bytearray(kept.read_bytes())
+    raw[-9] ^= 0xFF  # one byte of the gzip trailer's CRC: same size, other content
+    kept.write_bytes(bytes(raw))
+    assert tk.usable_store(ctx, shard) is None
+    # other tokenizer settings (a changed mix) do not reuse ids made with the old ones
+    write_docs(kept, docs[:5])
+    count.run_shard(shard, ctx)
+    assert tk.usable_store(ctx, shard) is not None
+    mix = json.loads(ctx["mix"])
+    mix["tokenizer"]["eos_token_id"] = 0
+    assert tk.usable_store({**ctx, "mix": json.dumps(mix)}, shard) is None

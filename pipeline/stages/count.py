@@ -19,7 +19,7 @@ from .. import plan as plan_mod
 from ..runtime import Shard
 from ..steps import Step
 from .common import kept_path, mix_of
-from .tokenize import encode_file, store_blocks, stored_paths, unit_hash
+from .tokenize import encode_file, source_key, store_blocks, stored_paths, unit_hash
 
 
 def count_path(ctx: dict, shard: Shard) -> str:
@@ -42,7 +42,7 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
             counts.append(int(e.lens[j]))
 
     header = {"dtype": stats["dtype"], "engine": stats["engine"], "engine_note": stats["engine_note"],
-              "kept_bytes": io.file_size(kept)}
+              **source_key(kept, mix.tokenizer)}
     try:
         store_blocks(blocks, *stored_paths(ctx["work"], shard.rel), header, on_block=measure)
     finally:

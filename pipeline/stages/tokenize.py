@@ -532,17 +532,32 @@ def tokenize_file(doc_path: str, out_dir: str, index: int, tcfg, seed: int, sour
     return write_tokens(blocks, out_dir, index, tcfg, seed, source, rule, src_label, rejects, stats)
 
 
+def source_key(doc_path: str, tcfg) -> dict:
+    """What stored ids were made from: the documents file (size and xxh3 of its bytes, read
+    without decompressing: cheap next to encoding) and the tokenizer settings. Stored ids whose
+    key differs from the current one are not used (`usable_store`)."""
+    h = xxhash.xxh3_64()
+    with io.open_random(doc_path) as f:
+        while True:
+            chunk = f.read(1 << 22)
+            if not chunk:
+                break
+            h.update(chunk)
+    return {"kept_bytes": io.file_size(doc_path), "kept_xxh3": h.hexdigest(),
+            "tokenizer_config": {k: getattr(tcfg, k) for k in ("path", "eos_token_id", "bos_token_id", "dtype")}}
+
+
 def usable_store(ctx: dict, shard: Shard) -> tuple[str, str] | None:
     """The count step's stored ids of this shard, if present and made from the kept file as it
-    is now (same size), else None."""
+    is now with the mix's tokenizer settings (`source_key`), else None."""
     if not ctx.get("work"):
         return None
     ids_path, meta_path = stored_paths(ctx["work"], shard.rel)
     head = stored_header(meta_path)
     if head is None or not io.exists(ids_path):
         return None
-    kept = kept_path(ctx, shard)
-    if head.get("kept_bytes") != io.file_size(kept):
+    key = source_key(kept_path(ctx, shard), mix_of(ctx).tokenizer)
+    if any(head.get(k) != v for k, v in key.items()):
         return None
     return ids_path, meta_path
 
