@@ -24,12 +24,14 @@ the spread, writes benchmarks/_data/tokenize/results.json.
 `--engines` measures the tokenizer engines instead (pipeline/encoder.py): in one process, one
 thread each (RAYON_NUM_THREADS=1, FASTOKENS_BPE_THREADS=1), M tokens per CPU-second of
 `tokenizers` (`encode_batch_fast`) and `fastokens` (`encode_batch_flat`) on the texts of the
-bundled sample (or `--engine-files`), best of `--rounds` passes, and whether their ids are
+shared sample corpus (../shared/sample-corpus; the bundled sample where it is absent; or
+`--engine-files`), through the calls the pipeline makes, best of `--rounds` passes, and whether their ids are
 identical on every probe set: the sample, the worker's start-up probe set, the adversarial set
 of the tests (100k-character runs, a 1 MB text without spaces). Writes
 benchmarks/_data/tokenize/engines.json.
 
     python benchmarks/tokenize.py --engines [--rounds 3] [--engine-files 'sample/documents/*/*.jsonl.gz']
+    python benchmarks/tokenize.py --engines --rounds 1 --engine-files 'sample/documents/*/*.jsonl.gz'  # quick
 """
 from __future__ import annotations
 
@@ -300,17 +302,18 @@ for p in sorted(glob.glob(pattern)):
     with gzip.open(p, "rt", encoding="utf-8") as f:
         texts += [t for t in (json.loads(line)["text"].strip() for line in f) if t]
 ref = en.load_reference(os.environ["TOKENIZER"])
-fast = en.Encoder(os.environ["TOKENIZER"], engine="fastokens").fast
-B = 512
+enc = en.Encoder(os.environ["TOKENIZER"], engine="fastokens")
+# what the pipeline calls (pipeline/encoder.py): flat uint32 ids and per-text lengths, no
+# per-document Python lists on either side; ids compared after timing
 def run_ref(ts):
-    return [e.ids for i in range(0, len(ts), B) for e in ref.encode_batch_fast(ts[i:i + B], add_special_tokens=False)]
+    flat, lens, errors = en._reference_flat(ref, ts)
+    return flat, lens, errors
 def run_fast(ts):
-    out = []
-    for i in range(0, len(ts), B):
-        ids, off = fast.encode_batch_flat(ts[i:i + B], add_special_tokens=False)
-        flat, o = np.frombuffer(ids, np.uint32), np.frombuffer(off, np.uint64)
-        out += [flat[int(o[k]):int(o[k + 1])].tolist() for k in range(len(o) - 1)]
-    return out
+    flat, lens, errors, routed = enc.encode_raw(ts)
+    assert routed == 0, routed
+    return flat, lens, errors
+def same(x, y):
+    return np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) and x[2] == y[2]
 res = {"documents": len(texts), "characters": sum(map(len, texts)), "engines": {}}
 ids = {}
 for name, fn in (("tokenizers " + version("tokenizers"), run_ref), ("fastokens " + version("fastokens"), run_fast)):
@@ -319,13 +322,13 @@ for name, fn in (("tokenizers " + version("tokenizers"), run_ref), ("fastokens "
         c = time.process_time(); got = fn(texts); cpu = time.process_time() - c
         best = cpu if best is None else min(best, cpu)
     ids[name] = got
-    n = sum(map(len, got))
+    n = len(got[0])
     res["engines"][name] = {"tokens": n, "cpu_s": best, "M_tokens_per_cpu_s": n / best / 1e6}
 a, b = ids.values()
-res["identical"] = {"sample": a == b}
+res["identical"] = {"sample": same(a, b)}
 for label, ts in (("probe set", en.probe_texts()), ("adversarial set", list(en.adversarial_texts(20).values())
                   + [en._pseudo_random_text(1_000_000, "abcdefghijklmnopqrstuvwxyz0123456789", 3)])):
-    res["identical"][label] = run_ref(ts) == run_fast(ts)
+    res["identical"][label] = same(run_ref(ts), run_fast(ts))
 json.dump(res, open(out, "w"), indent=1)
 """
 
@@ -363,7 +366,10 @@ def main() -> int:
     ap.add_argument("--paired-files", type=int, default=4, help="files for the paired stage-efficiency check (0: skip)")
     ap.add_argument("--only", default="raw_fast,raw,ours,dolma,ours_pool", help="comma-separated subset to run")
     ap.add_argument("--engines", action="store_true", help="measure the tokenizer engines (see the docstring)")
-    ap.add_argument("--engine-files", default=os.path.join(REPO, "sample", "documents", "*", "*.jsonl.gz"))
+    shared = os.path.join(REPO, "..", "shared", "sample-corpus", "documents")
+    ap.add_argument("--engine-files", default=os.path.join(shared if os.path.isdir(shared) else
+                                                           os.path.join(REPO, "sample", "documents"), "*", "*.jsonl.gz"),
+                    help="the texts to time and compare (default: the shared sample corpus, else the bundled sample)")
     args = ap.parse_args()
     if args.engines:
         return engines_main(args)
