@@ -1,102 +1,448 @@
-"""End-to-end benchmark: `dolma-prep run` on ~200 MB of documents at 1 and 2 workers.
+"""End-to-end benchmark: one `dolma-prep run` vs dolma 1.2.1's own pipeline vs the floor, same input.
 
-Builds the input from ../shared/sample-corpus: every document replicated with a new id and a
-unique first line (so exact dedup keeps the copies), gzip JSONL, one file per source and
-copy. Runs a mix with the skeleton stages (char_length tagger, exact dedup, a length filter,
-tokenization) at --workers 1 and 2, and prints documents/s, MB/s and the 1->2 speed-up.
+Input (built once under benchmarks/_data/e2e-<MB>/ from ../shared/sample-corpus): every document
+of the corpus, replicated until `--target-mb` MB of text (below the corpus's 35 MB: the same
+leading share of every source's documents, so that a quick run and its quarter are smaller); copy 0 is the original, copy c > 0
+has a new id and the words of each paragraph shuffled with a seeded RNG (same words, so the
+same tokenizer work per byte, but no paragraph repeated across copies: paragraph dedup then
+finds the corpus's own duplicates only; which copy of those survives still depends on the
+order in which dolma's processes see the files, see below). gzip JSONL, one file per source and copy.
 
-    python benchmarks/e2e.py [--target-mb 200] [--corpus ../shared/sample-corpus]
+The work, identical on both sides:
+- tag `char_length_v1`;
+- paragraph dedup, 13-grams, stride 1, overlap threshold 0.5 (`dolma dedupe` / ours);
+- mix: drop documents shorter than 50 characters, delete duplicate paragraphs (span
+  replacement, min score 0.5);
+- tokenize with the bundled OLMo tokenizer, EOS 50279, uint16.
+dolma: `dolma tag` -> `dolma dedupe` -> `dolma mix` -> `dolma tokens`, each with --processes
+W (the peer venv .peer-venvs/dolma, scripts/setup_peer_dolma.sh). Ours: `dolma-prep run` of
+the equivalent mix with --workers W. The token arrays must hold the same documents
+(`compare_documents`): the same document ids, and per id the same token sequence, except that
+a paragraph repeated across documents of the input may be kept in a different copy (dolma's
+Bloom-filter dedupe keeps whichever copy its W processes meet first; ours a fixed first), which
+is accepted only when every paragraph one side kept and the other dropped occurs at least twice
+in the input. The counts of each kind are printed.
+
+The floor: a pass that only reads, decompresses, parses and re-writes (gzip) every document,
+W processes, with our reader and writer (`pipeline.io`): what any pipeline pays on this input.
+
+Reported: wall and CPU seconds (CPU of the whole process tree: /proc sampled every 0.2 s, and
+getrusage(RUSAGE_CHILDREN) after it ends; the larger is used), dolma / ours ratios, the run's
+cost as a multiple of the floor per step (task-seconds from the done markers' `_seconds`;
+dedup, a global step, is what remains of the run's worker-seconds), the 1 -> W speed-up,
+peak worker RSS (the markers' `_rss_mb`) and, with --memory-check, peak worker RSS at a
+quarter of the input vs the whole (4x). Load average is printed with every measurement.
+
+    python benchmarks/e2e.py [--target-mb 200] [--workers 2] [--skip-dolma] [--memory-check]
+    python benchmarks/e2e.py --target-mb 5 --memory-check    # a quick check of the script
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import gzip
+import hashlib
+import importlib.util
 import json
 import os
 import platform
+import random
+import re
+import resource
 import shutil
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, "_data", "e2e")
+REPO = os.path.dirname(HERE)
+TOKENIZER = os.path.join(REPO, "pipeline", "resources", "allenai_gpt-neox-olmo-dolma-v1_5.json")
+DOLMA = os.environ.get("PEER_DOLMA_VENV", os.path.join(REPO, ".peer-venvs", "dolma"))
+EOS, PAD = 50279, 1
+ATTR = "bff_duplicate_paragraph_spans"
+
+_spec = importlib.util.spec_from_file_location("bench_tokenize", os.path.join(HERE, "tokenize.py"))
+_bt = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bt)  # its process-tree CPU sampler
 
 MIX = """name: bench_e2e
 seed: 1
 experiment: bench
 taggers: [char_length_v1]
 dedup:
-  exact: {{}}
+  paragraphs: {{attribute: {attr}, ngram_length: 13, stride: 1, overlap_threshold: 0.5}}
 filters:
   exclude: [".attributes.bench__char_length_v1__length[0][2] < 50"]
+tokenizer: {{path: bundled, eos_token_id: {eos}, pad_token_id: {pad}, dtype: uint16}}
 sources:
 {sources}
 """
+SOURCE = ("  - {{name: {s}, documents: ['{s}/*.jsonl.gz'], "
+          "span_replacement: [{{attribute: {attr}, min_score: 0.5, replacement: ''}}]}}")
 
 
-def build(corpus: str, target_mb: float) -> tuple[str, int, int]:
-    root = os.path.join(DATA, "documents")
-    stamp = os.path.join(DATA, f"built-{target_mb}")
+# ---------------------------------------------------------------------------------------------
+# input
+
+
+def _shuffle_paragraphs(text: str, rng: random.Random) -> str:
+    out = []
+    for par in text.split("\n"):
+        words = par.split(" ")
+        rng.shuffle(words)
+        out.append(" ".join(words))
+    return "\n".join(out)
+
+
+def build(corpus: str, target_mb: float) -> tuple[str, dict]:
+    data = os.path.join(HERE, "_data", f"e2e-{target_mb:g}mb")
+    root = os.path.join(data, "documents")
+    stamp = os.path.join(data, "built.json")
     if os.path.exists(stamp):
-        info = json.load(open(stamp))
-        return root, info["documents"], info["bytes"]
-    shutil.rmtree(DATA, ignore_errors=True)
+        return root, json.load(open(stamp))
+    shutil.rmtree(data, ignore_errors=True)
     src_root = os.path.join(corpus, "documents")
-    sources = sorted(os.listdir(src_root))
-    docs_by_source = {}
-    total = 0
-    for s in sources:
-        with gzip.open(os.path.join(src_root, s, "0000.jsonl.gz"), "rt") as f:
-            docs_by_source[s] = [json.loads(line) for line in f]
-            total += sum(len(d["text"].encode()) for d in docs_by_source[s])
+    docs_by_source, total = {}, 0
+    for s in sorted(os.listdir(src_root)):
+        docs = []
+        for name in sorted(os.listdir(os.path.join(src_root, s))):
+            with gzip.open(os.path.join(src_root, s, name), "rt", encoding="utf-8") as f:
+                docs += [json.loads(line) for line in f]
+        docs_by_source[s] = docs
+        total += sum(len(d["text"].encode()) for d in docs)
     copies = max(1, round(target_mb * 1e6 / total))
-    n_docs = n_bytes = 0
+    if target_mb * 1e6 < 0.75 * total:  # less than the corpus: the same leading share of every source
+        share = target_mb * 1e6 / total
+        docs_by_source = {s: docs[:max(1, round(len(docs) * share))] for s, docs in docs_by_source.items()}
+    n_docs = n_bytes = paragraphs = words = 0
     for s, docs in docs_by_source.items():
         os.makedirs(os.path.join(root, s), exist_ok=True)
         for c in range(copies):
-            with gzip.open(os.path.join(root, s, f"{c:04d}.jsonl.gz"), "wt", compresslevel=1) as f:
+            with gzip.open(os.path.join(root, s, f"{c:04d}.jsonl.gz"), "wt", encoding="utf-8", compresslevel=1) as f:
                 for d in docs:
-                    text = f"copy {c} of {d['id']}\n{d['text']}"
+                    text = d["text"] if c == 0 else _shuffle_paragraphs(d["text"], random.Random(f"{c}/{d['id']}"))
                     f.write(json.dumps({**d, "id": f"{d['id']}-c{c}", "text": text}) + "\n")
                     n_docs += 1
                     n_bytes += len(text.encode())
-    json.dump({"documents": n_docs, "bytes": n_bytes}, open(stamp, "w"))
-    return root, n_docs, n_bytes
+                    paragraphs += text.count("\n") + 1
+                    words += len(text.split())
+    info = {"documents": n_docs, "bytes": n_bytes, "copies": copies, "paragraphs": paragraphs, "words": words,
+            "gz_bytes": sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(root) for f in fs)}
+    json.dump(info, open(stamp, "w"))
+    return root, info
 
 
-def run(mix_path: str, root: str, workers: int) -> float:
-    out = os.path.join(DATA, f"out-w{workers}")
+# ---------------------------------------------------------------------------------------------
+# measuring
+
+
+def measure(cmd: list[str], env: dict | None = None, cwd: str | None = None, ok=(0,)) -> dict:
+    """Wall and CPU seconds of a command and everything it starts."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = os.getloadavg()[0]
+    try:
+        r = _bt.measure(cmd, env=env, cwd=cwd)
+    except SystemExit as e:
+        if "exited 3" in str(e) and 3 in ok:  # bad records rejected: still a finished run
+            r = {"wall_s": float("nan"), "cpu_s": float("nan"), "stdout": ""}
+        else:
+            raise
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rus = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    r["cpu_poll_s"], r["cpu_rusage_s"] = r["cpu_s"], rus
+    r["cpu_s"] = max(r["cpu_s"], rus)
+    r["load_before"], r["load_after"] = load, os.getloadavg()[0]
+    r.pop("stdout", None)
+    return r
+
+
+def _fmt(name: str, r: dict) -> str:
+    return (f"{name:34s} {r['wall_s']:8.1f} s wall {r['cpu_s']:8.1f} cpu-s  "
+            f"(load {r['load_before']:.1f} -> {r['load_after']:.1f})")
+
+
+# ---------------------------------------------------------------------------------------------
+# ours
+
+
+def run_ours(mix_path: str, root: str, out: str, workers: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "dolma_prep.pipeline.cli", "run", mix_path, "--data-root", root,
-                           "--output", out, "--workers", str(workers), "-q"], capture_output=True, text=True)
-    dt = time.time() - t0
-    if proc.returncode not in (0, 3):
-        raise SystemExit(proc.stderr)
-    return dt
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONWARNINGS": "ignore"}
+    r = measure([sys.executable, "-m", "dolma_prep.pipeline.cli", "run", mix_path, "--data-root", root,
+                 "--output", out, "--workers", str(workers), "-q"], env=env)
+    r.update(markers(out))
+    return r
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default=os.path.join(HERE, "..", "..", "shared", "sample-corpus"))
+def markers(out: str) -> dict:
+    """Per step: task-seconds (sum of `_seconds`) and peak worker RSS (max `_rss_mb`) of the
+    done markers of its shard tasks."""
+    steps: dict[str, dict] = {}
+    state = os.path.join(out, "_state")
+    for step in sorted(os.listdir(state)) if os.path.isdir(state) else []:
+        for dp, _, files in os.walk(os.path.join(state, step)):
+            for f in files:
+                m = json.load(open(os.path.join(dp, f)))
+                if "_seconds" not in m:
+                    continue
+                s = steps.setdefault(step, {"task_s": 0.0, "tasks": 0, "rss_mb": 0.0})
+                s["task_s"] += m["_seconds"]
+                s["tasks"] += 1
+                s["rss_mb"] = max(s["rss_mb"], m.get("_rss_mb", 0.0))
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    return {"steps": steps, "peak_worker_rss_mb": max([s["rss_mb"] for s in steps.values()] or [0.0]),
+            "tokens": manifest["total_tokens"], "documents": manifest["total_documents"],
+            "engine": manifest["tokenizer"].get("engine")}
+
+
+def our_sequences(out: str) -> dict:
+    seqs: dict = {}
+    for dp, _, files in sorted(os.walk(os.path.join(out, "tokens"))):
+        for f in sorted(files):
+            if f.endswith(".npy"):
+                _add_sequences(os.path.join(dp, f), seqs)
+    return seqs
+
+
+def _add_sequences(npy: str, seqs: dict) -> None:
+    """{document id: [its token sequences]} from one token array and its index."""
+    import csv
+
+    import numpy as np
+
+    arr = np.fromfile(npy, dtype=np.uint16)
+    with gzip.open(npy[:-4] + ".csv.gz", "rt", encoding="utf-8", newline="") as f:
+        for row in csv.reader(f):
+            seqs.setdefault(row[2], []).append(arr[int(row[0]):int(row[1])].tobytes())
+
+
+def compare_documents(ours: dict, theirs: dict, root: str) -> dict:
+    """Do both sides' token arrays hold the same documents? Same document ids (with the same
+    number of copies), and per id the same token sequence, except where the two differ only in
+    paragraphs that paragraph dedup may drop from either copy: dolma's dedupe (a Bloom filter
+    filled by --processes W in whatever order they see the files) keeps the first occurrence it
+    happens to meet, ours the first in a fixed order, so for a paragraph repeated across
+    documents of the input the two may keep different copies. Such a document is accepted when
+    every paragraph that only one side kept occurs at least twice in the input."""
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    ids_equal = {k: len(v) for k, v in ours.items()} == {k: len(v) for k, v in theirs.items()}
+    differ = [k for k in ours if k in theirs and sorted(ours[k]) != sorted(theirs[k])]
+    tok = Tokenizer.from_file(TOKENIZER)
+
+    def paragraphs(b: bytes) -> collections.Counter:
+        text = tok.decode(np.frombuffer(b, np.uint16).tolist(), skip_special_tokens=True)
+        return collections.Counter(p.strip() for p in text.split("\n") if p.strip())
+
+    wanted: dict[str, set] = {}
+    for k in differ:
+        a, b = paragraphs(ours[k][0]), paragraphs(theirs[k][0])
+        wanted[k] = set((a - b) + (b - a))
+    need = set().union(*wanted.values()) if wanted else set()
+    seen: collections.Counter = collections.Counter()
+    if need:
+        for dp, _, files in os.walk(root):
+            for f in files:
+                with gzip.open(os.path.join(dp, f), "rt", encoding="utf-8") as fh:
+                    for line in fh:
+                        for p in json.loads(line)["text"].split("\n"):
+                            if p.strip() in need:
+                                seen[p.strip()] += 1
+    unexplained = [k for k in differ if any(seen[p] < 2 for p in wanted[k])]
+    return {"same_documents": ids_equal and not unexplained, "ids_equal": ids_equal,
+            "documents_ours": sum(map(len, ours.values())), "documents_dolma": sum(map(len, theirs.values())),
+            "identical_sequences": sum(1 for k in ours if k in theirs and k not in differ),
+            "differ_in_duplicate_paragraphs_only": len(differ) - len(unexplained),
+            "unexplained": unexplained[:20], "only_ours": sorted(set(ours) - set(theirs))[:20],
+            "only_dolma": sorted(set(theirs) - set(ours))[:20]}
+
+
+# ---------------------------------------------------------------------------------------------
+# dolma
+
+
+def run_dolma(root: str, info: dict, work: str, workers: int) -> dict:
+    """dolma tag -> dedupe -> mix -> tokens on a copy of the input (the copy is not timed)."""
+    shutil.rmtree(work, ignore_errors=True)
+    docs = os.path.join(work, "documents")
+    shutil.copytree(root, docs)
+    exe = os.path.join(DOLMA, "bin", "dolma")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update({"NLTK_DATA": "/nonexistent", "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"})
+    glob_ = os.path.join(docs, "*", "*.jsonl.gz")
+    steps = {}
+    steps["tag"] = measure([exe, "tag", "--documents", glob_, "--taggers", "char_length_v1", "--experiment", "bench",
+                            "--processes", str(workers)], env=env)
+    print(_fmt("  dolma tag", steps["tag"]), flush=True)
+    dedupe = {"documents": [glob_], "work_dir": {"input": os.path.join(work, "wi"), "output": os.path.join(work, "wo")},
+              "dedupe": {"name": "dd", "paragraphs": {"attribute_name": ATTR, "by_ngram": {
+                  "ngram_length": 13, "stride": 1, "overlap_threshold": 0.5}}, "skip_empty": True},
+              "bloom_filter": {"file": os.path.join(work, "bloom.bin"), "read_only": False,
+                               "estimated_doc_count": max(1, info["words"]),  # ~ one n-gram per word
+                               "desired_false_positive_rate": 1e-6},
+              "processes": workers}
+    with open(os.path.join(work, "dedupe.json"), "w") as f:
+        json.dump(dedupe, f)
+    steps["dedupe"] = measure([exe, "-c", os.path.join(work, "dedupe.json"), "dedupe"], env=env)
+    print(_fmt("  dolma dedupe", steps["dedupe"]), flush=True)
+    mixed = os.path.join(work, "mixed")
+    mix = {"streams": [{"name": "bench", "documents": [glob_], "attributes": ["bench", "dd"],
+                        "output": {"path": mixed, "max_size_in_bytes": 1 << 30},
+                        "filter": {"exclude": ["$.attributes[?(@.bench__char_length_v1__length[0][2] < 50)]"]},
+                        "span_replacement": [{"span": f"$.attributes.{ATTR}", "min_score": 0.5, "replacement": ""}]}],
+           "work_dir": {"input": os.path.join(work, "mi"), "output": os.path.join(work, "mo")},
+           "processes": workers}
+    with open(os.path.join(work, "mix.json"), "w") as f:
+        json.dump(mix, f)
+    steps["mix"] = measure([exe, "-c", os.path.join(work, "mix.json"), "mix"], env=env)
+    print(_fmt("  dolma mix", steps["mix"]), flush=True)
+    tokens = os.path.join(work, "tokens")
+    steps["tokens"] = measure([exe, "tokens", "--documents", os.path.join(mixed, "*"), "--destination", tokens,
+                               "--tokenizer.name_or_path", TOKENIZER, "--tokenizer.eos_token_id", str(EOS),
+                               "--tokenizer.pad_token_id", str(PAD), "--processes", str(workers), "--seed", "0",
+                               "--dtype", "uint16"], env=env)
+    print(_fmt("  dolma tokens", steps["tokens"]), flush=True)
+    seqs: dict = {}
+    for f in sorted(os.listdir(tokens)):
+        if f.endswith(".npy"):
+            _add_sequences(os.path.join(tokens, f), seqs)
+    total = {"wall_s": sum(s["wall_s"] for s in steps.values()), "cpu_s": sum(s["cpu_s"] for s in steps.values()),
+             "steps": steps, "sequences": seqs}
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# the floor: read, decompress, parse, re-write
+
+FLOOR = r"""
+import json, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from dolma_prep.pipeline import io
+
+def one(args):
+    src, dst = args
+    t0, c0 = time.perf_counter(), time.process_time()
+    n = 0
+    with io.AtomicWriter(dst) as w:
+        for rec in io.read_documents(src):
+            if rec.ok:
+                w.write_line(rec.doc)
+                n += 1
+    return {"documents": n, "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+
+root, out, workers, result = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+files = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs if f.endswith(".jsonl.gz"))
+jobs = [(p, os.path.join(out, os.path.relpath(p, root))) for p in files]
+with ProcessPoolExecutor(workers) as ex:
+    res = list(ex.map(one, jobs))
+with open(result, "w") as f:
+    json.dump({"documents": sum(r["documents"] for r in res), "task_s": sum(r["seconds"] for r in res),
+               "task_cpu_s": sum(r["cpu_s"] for r in res), "tasks": len(res)}, f)
+"""
+
+
+def run_floor(root: str, out: str, workers: int) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    proc_out = out + "-result.json"
+    r = measure([sys.executable, "-c", FLOOR, root, out, str(workers), proc_out])
+    r.update(json.load(open(proc_out)))
+    shutil.rmtree(out, ignore_errors=True)
+    os.remove(proc_out)
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", default=os.path.join(REPO, "..", "shared", "sample-corpus"))
     ap.add_argument("--target-mb", type=float, default=200)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--skip-dolma", action="store_true")
+    ap.add_argument("--skip-scaling", action="store_true", help="no run at 1 worker")
+    ap.add_argument("--memory-check", action="store_true", help="also run ours on a quarter of the input (1x vs 4x)")
     args = ap.parse_args()
-    root, n_docs, n_bytes = build(args.corpus, args.target_mb)
-    sources = "\n".join(f"  - {{name: {s}, documents: ['{s}/*.jsonl.gz']}}" for s in sorted(os.listdir(root)))
-    mix_path = os.path.join(DATA, "mix.yaml")
-    open(mix_path, "w").write(MIX.format(sources=sources))
-    print(f"input: {n_docs:,} documents, {n_bytes / 1e6:.1f} MB of text, {len(os.listdir(root))} sources")
+    W = args.workers
+    root, info = build(args.corpus, args.target_mb)
+    data = os.path.dirname(root)
+    sources = sorted(os.listdir(root))
+    mix_path = os.path.join(data, "mix.yaml")
+    with open(mix_path, "w") as f:
+        f.write(MIX.format(attr=ATTR, eos=EOS, pad=PAD,
+                           sources="\n".join(SOURCE.format(s=s, attr=ATTR) for s in sources)))
+    print(f"input: {info['documents']:,} documents, {info['bytes'] / 1e6:.1f} MB of text "
+          f"({info['gz_bytes'] / 1e6:.1f} MB gzip), {len(sources)} sources x {info['copies']} copies")
     print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
-          f"date {time.strftime('%Y-%m-%d')}")
-    times = {}
-    for w in (1, 2):
-        times[w] = run(mix_path, root, w)
-        print(f"workers={w}: {times[w]:.1f} s, {n_docs / times[w]:,.0f} documents/s, {n_bytes / 1e6 / times[w]:.2f} MB/s")
-    out1, out2 = os.path.join(DATA, "out-w1"), os.path.join(DATA, "out-w2")
-    same = open(os.path.join(out1, "manifest.json")).read() == open(os.path.join(out2, "manifest.json")).read()
-    print(f"speed-up 1->2 workers: {times[1] / times[2]:.2f}x; manifests identical: {same}")
+          f"date {time.strftime('%Y-%m-%d %H:%M')}; load {os.getloadavg()}", flush=True)
+    res: dict = {"input": info, "workers": W, "machine": platform.node(), "cores": os.cpu_count(),
+                 "date": time.strftime("%Y-%m-%d")}
+
+    res["floor"] = run_floor(root, os.path.join(data, "floor"), W)
+    print(_fmt(f"floor (read+parse+write, {W} proc)", res["floor"]), flush=True)
+    ours = res[f"ours_w{W}"] = run_ours(mix_path, root, os.path.join(data, f"out-w{W}"), W)
+    print(_fmt(f"dolma-prep run --workers {W}", ours) + f"  engine {ours['engine']}", flush=True)
+
+    fl = res["floor"]
+    print(f"\ncost vs the floor ({fl['task_s']:.1f} task-s, {fl['cpu_s']:.1f} cpu-s for the whole input):")
+    shard_task_s = 0.0
+    for step, s in ours["steps"].items():
+        shard_task_s += s["task_s"]
+        print(f"  {step:10s} {s['task_s']:8.1f} task-s = {s['task_s'] / fl['task_s']:5.2f} x floor  "
+              f"(peak worker RSS {s['rss_mb']:.0f} MB)")
+    rest = ours["wall_s"] * W - shard_task_s
+    print(f"  {'rest':10s} {rest:8.1f} worker-s = {rest / fl['task_s']:5.2f} x floor  (dedup, a global step, "
+          f"driver and Ray start-up: run wall x workers - shard task-seconds)")
+    print(f"  whole run: {ours['cpu_s']:.1f} cpu-s = {ours['cpu_s'] / fl['cpu_s']:.2f} x the floor's cpu-s; "
+          f"wall {ours['wall_s']:.1f} s = {ours['wall_s'] / fl['wall_s']:.2f} x", flush=True)
+    res["vs_floor"] = {"cpu": ours["cpu_s"] / fl["cpu_s"], "wall": ours["wall_s"] / fl["wall_s"],
+                       "steps": {k: v["task_s"] / fl["task_s"] for k, v in ours["steps"].items()},
+                       "rest": rest / fl["task_s"]}
+
+    if not args.skip_dolma and os.path.exists(os.path.join(DOLMA, "bin", "dolma")):
+        print(f"dolma 1.2.1, --processes {W}:", flush=True)
+        d = run_dolma(root, info, os.path.join(data, "dolma"), W)
+        cmp = compare_documents(our_sequences(os.path.join(data, f"out-w{W}")), d.pop("sequences"), root)
+        same = cmp["same_documents"]
+        print(_fmt("dolma tag+dedupe+mix+tokens", {**d, "load_before": d["steps"]["tag"]["load_before"],
+                                                   "load_after": d["steps"]["tokens"]["load_after"]}))
+        print(f"same documents in the token arrays: {same} ({cmp['documents_ours']:,} ours, "
+              f"{cmp['documents_dolma']:,} dolma; same ids: {cmp['ids_equal']}; identical token sequences: "
+              f"{cmp['identical_sequences']:,}; differing only in which copy of a repeated paragraph dedup kept: "
+              f"{cmp['differ_in_duplicate_paragraphs_only']}; unexplained: {len(cmp['unexplained'])} "
+              f"{cmp['unexplained'][:5]}; only ours {cmp['only_ours'][:5]}, only dolma {cmp['only_dolma'][:5]})")
+        print(f"dolma / ours: wall {d['wall_s'] / ours['wall_s']:.2f}x, cpu {d['cpu_s'] / ours['cpu_s']:.2f}x", flush=True)
+        res["dolma"] = d
+        res["vs_dolma"] = {"wall": d["wall_s"] / ours["wall_s"], "cpu": d["cpu_s"] / ours["cpu_s"], **cmp}
+        shutil.rmtree(os.path.join(data, "dolma"), ignore_errors=True)
+
+    if not args.skip_scaling:
+        one = res["ours_w1"] = run_ours(mix_path, root, os.path.join(data, "out-w1"), 1)
+        print(_fmt("dolma-prep run --workers 1", one), flush=True)
+        a, b = os.path.join(data, "out-w1", "manifest.json"), os.path.join(data, f"out-w{W}", "manifest.json")
+        same = open(a).read() == open(b).read()
+        print(f"speed-up 1 -> {W} workers: {one['wall_s'] / ours['wall_s']:.2f}x wall; manifests identical: {same}; "
+              f"peak worker RSS {one['peak_worker_rss_mb']:.0f} MB (1) / {ours['peak_worker_rss_mb']:.0f} MB ({W})")
+        res["scaling"] = {"speedup": one["wall_s"] / ours["wall_s"], "manifests_identical": same}
+
+    if args.memory_check:
+        small_root, small_info = build(args.corpus, args.target_mb / 4)
+        small_mix = os.path.join(os.path.dirname(small_root), "mix.yaml")
+        shutil.copy(mix_path, small_mix)
+        q = res["ours_quarter"] = run_ours(small_mix, small_root, os.path.join(os.path.dirname(small_root), "out"), W)
+        print(_fmt(f"dolma-prep run, 1/4 of the input, {W} w", q))
+        print(f"peak worker RSS: {q['peak_worker_rss_mb']:.0f} MB at 1x ({small_info['bytes'] / 1e6:.0f} MB) vs "
+              f"{ours['peak_worker_rss_mb']:.0f} MB at 4x ({info['bytes'] / 1e6:.0f} MB)")
+        res["memory"] = {"rss_1x_mb": q["peak_worker_rss_mb"], "rss_4x_mb": ours["peak_worker_rss_mb"],
+                         "per_step_1x": {k: v["rss_mb"] for k, v in q["steps"].items()},
+                         "per_step_4x": {k: v["rss_mb"] for k, v in ours["steps"].items()}}
+
+    with open(os.path.join(data, "results.json"), "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    print(f"\nresults: {os.path.join(data, 'results.json')}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

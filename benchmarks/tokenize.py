@@ -20,6 +20,18 @@ totals of ours and dolma must be equal (checked). Prints a table per round and m
 the spread, writes benchmarks/_data/tokenize/results.json.
 
     python benchmarks/tokenize.py [--target-mb 200] [--files 16] [--rounds 3] [--workers 2]
+
+`--engines` measures the tokenizer engines instead (pipeline/encoder.py): in one process, one
+thread each (RAYON_NUM_THREADS=1, FASTOKENS_BPE_THREADS=1), M tokens per CPU-second of
+`tokenizers` (`encode_batch_fast`) and `fastokens` (`encode_batch_flat`) on the texts of the
+shared sample corpus (../shared/sample-corpus; the bundled sample where it is absent; or
+`--engine-files`), through the calls the pipeline makes, best of `--rounds` passes, and whether their ids are
+identical on every probe set: the sample, the worker's start-up probe set, the adversarial set
+of the tests (100k-character runs, a 1 MB text without spaces). Writes
+benchmarks/_data/tokenize/engines.json.
+
+    python benchmarks/tokenize.py --engines [--rounds 3] [--engine-files 'sample/documents/*/*.jsonl.gz']
+    python benchmarks/tokenize.py --engines --rounds 1 --engine-files 'sample/documents/*/*.jsonl.gz'  # quick
 """
 from __future__ import annotations
 
@@ -277,6 +289,71 @@ def run_dolma(files: list[str], out: str, workers: int) -> dict:
     return r
 
 
+ENGINES = r"""
+import glob, gzip, json, os, sys, time
+os.environ["RAYON_NUM_THREADS"] = "1"; os.environ["FASTOKENS_BPE_THREADS"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+import numpy as np
+from importlib.metadata import version
+from dolma_prep.pipeline import encoder as en
+pattern, rounds, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+texts = []
+for p in sorted(glob.glob(pattern)):
+    with gzip.open(p, "rt", encoding="utf-8") as f:
+        texts += [t for t in (json.loads(line)["text"].strip() for line in f) if t]
+ref = en.load_reference(os.environ["TOKENIZER"])
+enc = en.Encoder(os.environ["TOKENIZER"], engine="fastokens")
+# what the pipeline calls (pipeline/encoder.py): flat uint32 ids and per-text lengths, no
+# per-document Python lists on either side; ids compared after timing
+def run_ref(ts):
+    flat, lens, errors = en._reference_flat(ref, ts)
+    return flat, lens, errors
+def run_fast(ts):
+    flat, lens, errors, routed = enc.encode_raw(ts)
+    assert routed == 0, routed
+    return flat, lens, errors
+def same(x, y):
+    return np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) and x[2] == y[2]
+res = {"documents": len(texts), "characters": sum(map(len, texts)), "engines": {}}
+ids = {}
+for name, fn in (("tokenizers " + version("tokenizers"), run_ref), ("fastokens " + version("fastokens"), run_fast)):
+    best = None
+    for _ in range(rounds):
+        c = time.process_time(); got = fn(texts); cpu = time.process_time() - c
+        best = cpu if best is None else min(best, cpu)
+    ids[name] = got
+    n = len(got[0])
+    res["engines"][name] = {"tokens": n, "cpu_s": best, "M_tokens_per_cpu_s": n / best / 1e6}
+a, b = ids.values()
+res["identical"] = {"sample": same(a, b)}
+for label, ts in (("probe set", en.probe_texts()), ("adversarial set", list(en.adversarial_texts(20).values())
+                  + [en._pseudo_random_text(1_000_000, "abcdefghijklmnopqrstuvwxyz0123456789", 3)])):
+    res["identical"][label] = same(run_ref(ts), run_fast(ts))
+json.dump(res, open(out, "w"), indent=1)
+"""
+
+
+def engines_main(args) -> int:
+    os.makedirs(DATA, exist_ok=True)
+    out = os.path.join(DATA, "engines.json")
+    env = {**os.environ, "TOKENIZER": TOKENIZER}
+    r = measure([sys.executable, "-c", ENGINES, args.engine_files, str(args.rounds), out], env=env)
+    res = json.load(open(out))
+    res.update({"machine": platform.node(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+                "load": os.getloadavg()[0], "process_cpu_s": r["cpu_s"]})
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"{res['documents']:,} documents, {res['characters'] / 1e6:.1f} M characters ({args.engine_files}); "
+          f"one thread per engine, best of {args.rounds}; load {res['load']:.1f}")
+    base = None
+    for name, e in res["engines"].items():
+        base = base or e["M_tokens_per_cpu_s"]
+        print(f"  {name:20s} {e['tokens']:>12,} tokens {e['cpu_s']:7.2f} cpu-s {e['M_tokens_per_cpu_s']:7.3f} "
+              f"M tok/cpu-s ({e['M_tokens_per_cpu_s'] / base:.2f}x)")
+    print("  identical ids: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in res["identical"].items()))
+    return 0 if all(res["identical"].values()) else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", default=os.path.join(REPO, "..", "shared", "sample-corpus"))
@@ -288,7 +365,14 @@ def main() -> int:
     ap.add_argument("--skip-dolma", action="store_true")
     ap.add_argument("--paired-files", type=int, default=4, help="files for the paired stage-efficiency check (0: skip)")
     ap.add_argument("--only", default="raw_fast,raw,ours,dolma,ours_pool", help="comma-separated subset to run")
+    ap.add_argument("--engines", action="store_true", help="measure the tokenizer engines (see the docstring)")
+    shared = os.path.join(REPO, "..", "shared", "sample-corpus", "documents")
+    ap.add_argument("--engine-files", default=os.path.join(shared if os.path.isdir(shared) else
+                                                           os.path.join(REPO, "sample", "documents"), "*", "*.jsonl.gz"),
+                    help="the texts to time and compare (default: the shared sample corpus, else the bundled sample)")
     args = ap.parse_args()
+    if args.engines:
+        return engines_main(args)
     have_dolma = os.path.exists(os.path.join(DOLMA, "bin", "dolma")) and not args.skip_dolma
     files, info = build(args.corpus, args.target_mb, args.files)
     print(f"data: {info['documents']:,} documents, {info['text_bytes'] / 1e6:.1f} MB text, "

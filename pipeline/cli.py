@@ -46,6 +46,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: {manifest['rejected']} bad input records were rejected; "
               f"reasons and lines are in {mix.output}/rejects/", file=sys.stderr)
         code = EXIT_REJECTS
+    for note in manifest["tokenizer"].get("engine", {}).get("notes", []):
+        print(f"warning: tokenized with the reference engine (same ids, slower): {note}", file=sys.stderr)
     from .manifest import step_entry
 
     tag = step_entry(manifest, "tag").get("counters", {})

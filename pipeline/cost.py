@@ -9,13 +9,19 @@ The model, per source s with declared size T_s tokens (tokens_available) and pla
     tag               sum over the mix's taggers of B_s / rate(tagger)
     dedup             for each configured kind, B_s / rate(kind)   (every kind reads every source)
     select            B_s / rate(select)
-    count             P_s / tokenize rate, only in token-target mode (a second tokenization)
-    tokenize          P_s / tokenize rate (tokens per CPU-second)
+    count             min(P_s, T_s) / tokenize rate, only in token-target mode: the run's one
+                      tokenization (the count step encodes the kept documents and stores the ids)
+    tokenize          P_s / tokenize rate (tokens per CPU-second); in token-target mode 0: the
+                      tokenize step samples and writes the count step's stored ids without
+                      encoding again (its read/write cost is not modelled)
 CPU-seconds are summed and divided by 3600. Bytes read: each stage that reads documents reads G_s
-(tag, each dedup kind, select), tokenize reads the kept documents (min(P_s, T_s) tokens' worth of
-gzip). Bytes written: one attribute file set per tagger experiment and dedup kind
-(D_s x attribute_bytes_per_document), kept documents (min(P_s, T_s) tokens as gzip text), token
-arrays (P_s x 2 bytes) and their indexes. Scratch: paragraphs 10 B per input token, minhash
+(tag, each dedup kind, select), the stage that tokenizes reads the kept documents (min(P_s, T_s)
+tokens' worth of gzip), and in token-target mode the tokenize step reads the stored ids
+(min(P_s, T_s) x token_bytes_per_token). Bytes written: one attribute file set per tagger
+experiment and dedup kind (D_s x attribute_bytes_per_document), kept documents (min(P_s, T_s)
+tokens as gzip text), the stored ids in token-target mode (min(P_s, T_s) x token_bytes_per_token,
+removed when the tokenize step has written the arrays), token arrays (P_s x 2 bytes) and their
+indexes. Scratch: paragraphs 10 B per input token, minhash
 252 B per document, exact 16 B per document. Cores for a deadline: total CPU-hours / deadline
 hours (full utilisation, no stage waiting on another); nodes = cores / cores_per_node, rounded up.
 Training: P_total / (tokens per GPU-second) / 3600 GPU-hours.
@@ -97,12 +103,16 @@ def estimate(mix: MixFile, rates: dict, deadline_hours: float | None = None) -> 
         for k in kinds:
             cpu[f"dedup:{k}"] = text_b / _v(rates["dedup"][k])
         cpu["select"] = text_b / _v(rates["select"])
-        if targets:
+        tb = _v(out["token_bytes_per_token"])
+        if targets:  # tokenized once, in the count step; the tokenize step replays the stored ids
             cpu["count"] = kept_tokens / tok_rate
-        cpu["tokenize"] = planned / tok_rate
+            cpu["tokenize"] = 0.0
+        else:
+            cpu["tokenize"] = planned / tok_rate
         hours = {k: v / 3600 for k, v in cpu.items()}
-        read = gz_b * ((1 if taggers else 0) + len(kinds) + 1) + kept_tokens * bpt * gz * (2 if targets else 1)
-        written = (docs * _v(out["attribute_bytes_per_document"]) * n_attr_sets + kept_tokens * bpt * gz
+        stored = kept_tokens * tb if targets else 0.0  # the count step's ids, written once and read once
+        read = gz_b * ((1 if taggers else 0) + len(kinds) + 1) + kept_tokens * bpt * gz + stored
+        written = (docs * _v(out["attribute_bytes_per_document"]) * n_attr_sets + kept_tokens * bpt * gz + stored
                    + planned * _v(out["token_bytes_per_token"])
                    + docs * (planned / avail if avail else 0) * _v(out["index_bytes_per_document"]))
         scr = 0.0

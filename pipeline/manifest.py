@@ -108,6 +108,12 @@ def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict]) 
             "stages": {k: dict(v) for k, v in st.items()},
         }
     total = sum(v["tokens"] for v in sources.values())
+    engines = sorted({r.get("engine") or "unknown" for r in stage_stats["tokenize"].values()})
+    notes = sorted({r["engine_note"] for r in stage_stats["tokenize"].values() if r.get("engine_note")})
+    by_reference = 0  # documents the fast engine handed to tokenizers, counted where they were encoded
+    for key, r in stage_stats["tokenize"].items():
+        encoded = stage_stats.get("count", {}).get(key, {}) if r.get("encoded_by") == "count" else r
+        by_reference += int(encoded.get("reference_documents", 0))
     planned_total = sum(v["planned_tokens"] for v in sources.values())
     for v in sources.values():
         v["share"] = v["tokens"] / total if total else 0.0
@@ -119,7 +125,9 @@ def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict]) 
         "seed": mix.seed,
         "tokenizer": {"file": os.path.basename(mix.tokenizer.path), "eos_token_id": mix.tokenizer.eos_token_id,
                       "bos_token_id": mix.tokenizer.bos_token_id, "pad_token_id": mix.tokenizer.pad_token_id,
-                      "dtype": token_files[0]["dtype"] if token_files else None},
+                      "dtype": token_files[0]["dtype"] if token_files else None,
+                      # the engine that encoded (pipeline/encoder.py): ids are tokenizers' either way
+                      "engine": {"engines": engines, "notes": notes, "documents_by_reference": by_reference}},
         "inputs": inputs,
         "dedup": dedup_stats,
         "sources": sources,

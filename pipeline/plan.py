@@ -129,9 +129,10 @@ def _threshold(files: list[str], target: float) -> float:
 
 def _count_shard(path: str, tokenizer_path: str, eos: int | None, bos: int | None) -> dict:
     from . import io
-    from .stages.tokenize import BLOCK, encode_block, load_tokenizer
+    from .encoder import load_encoder
+    from .stages.tokenize import BLOCK, encode_block
 
-    tok = load_tokenizer(tokenizer_path)
+    tok = load_encoder(tokenizer_path)
     total, block = 0, []
     for rec in io.read_documents(path):
         if rec.ok and rec.doc["text"].strip():

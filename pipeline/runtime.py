@@ -44,7 +44,14 @@ def init_ray(workers: int | None, address: str | None, quiet: bool = True) -> in
         return int(ray.cluster_resources().get("CPU", 1))
     # Ray workers must import dolma_prep even where it is not installed (running from a
     # checkout); shipping the repo's parent on PYTHONPATH is enough for a local cluster.
-    env = {"env_vars": {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}}
+    # one task = one core: the tokenizer engines' own thread pools are held to one thread
+    env_vars = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore",
+                "FASTOKENS_BPE_THREADS": "1"}
+    from .encoder import ENGINE_ENV
+
+    if os.environ.get(ENGINE_ENV):  # the driver's engine choice holds in every worker
+        env_vars[ENGINE_ENV] = os.environ[ENGINE_ENV]
+    env = {"env_vars": env_vars}
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=not quiet, logging_level="ERROR")
     else:

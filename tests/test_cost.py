@@ -97,3 +97,28 @@ def test_cost_of_the_general_mix_and_errors():
     assert sum(s["cpu_hours_total"] for s in bill["sources"].values()) == pytest.approx(bill["cpu_hours"])
     bad = run_cli("plan", str(REPO / "mixes" / "general.yaml"), "--cost", "--deadline", "soon")
     assert bad.returncode == 2 and "--deadline 'soon'" in bad.stderr
+
+
+def test_a_token_target_mix_is_charged_one_tokenization(tmp_path):
+    """Token targets: the count step encodes the kept documents once and stores the ids; the
+    tokenize step writes from them. The bill charges one tokenization, in count, and the stored
+    ids' bytes (written once, read once)."""
+    mix = tmp_path / "t.yaml"
+    mix.write_text("name: t\ntaggers: [char_length_v1]\nsources:\n"
+                   "  - {name: a, documents: ['a/*'], tokens_available: 3.6e12, tokens: 1.8e12}\n"
+                   "  - {name: b, documents: ['b/*'], tokens_available: 1.0e12, tokens: 2.0e12}\n")
+    rates = _write_rates(tmp_path / "rates.json")
+    bill = json.loads(run_cli("plan", str(mix), "--cost", "--json", "--rates", str(rates), check=True).stdout)
+    a, b = bill["sources"]["a"], bill["sources"]["b"]
+    # a: 1.8e12 tokens kept (downsampled), encoded once at 1e6 tokens per CPU-second
+    assert a["cpu_hours"]["count"] == pytest.approx(1.8e12 / 1e6 / 3600)                    # 500 h
+    assert a["cpu_hours"]["tokenize"] == 0.0
+    assert a["cpu_hours_total"] == pytest.approx(14.4e12 / 2e6 / 3600 + 14.4e12 / 8e6 / 3600 + 500)
+    # reads: tag and select read the gzip input, count the kept gzip, tokenize the stored ids (2 B each)
+    assert a["bytes_read"] == pytest.approx(2 * 7.2e12 + 1.8e12 * 4 * 0.5 + 1.8e12 * 2)
+    # b: every document twice (2e12 planned of 1e12): encoded once, the copies cost no tokenization
+    assert b["cpu_hours"]["count"] == pytest.approx(1.0e12 / 1e6 / 3600)
+    assert bill["stages_cpu_hours"]["count"] == pytest.approx((1.8e12 + 1.0e12) / 1e6 / 3600)
+    assert bill["stages_cpu_hours"]["tokenize"] == 0.0
+    text = run_cli("plan", str(mix), "--cost", "--rates", str(rates), check=True).stdout
+    assert "count" in text and "tokenize" in text

@@ -95,6 +95,33 @@ def test_rerun_resumes_and_changes_nothing(anneal_run):
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
 
 
+def test_tokenize_once_equals_encoding_again(anneal_run, tmp_path):
+    """The anneal mix has token targets: its count step encoded every kept document once and the
+    tokenize step wrote from those ids. Rerunning the tokenize step without them (it reads and
+    encodes the kept documents again, the two-pass design) gives the same bytes and manifest."""
+    import shutil
+
+    from test_crash import tree_hashes
+
+    out, _ = anneal_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sampling"]["mode"] == "tokens"
+    markers = [json.loads(p.read_text()) for p in (out / "_state" / "tokenize").rglob("*.json")]
+    assert markers and all(m["encoded_by"] == "count" for m in markers)
+    assert not list((out / "_work" / "ids").rglob("*.ids"))  # consumed
+    assert manifest["tokenizer"]["engine"] == {"engines": [markers[0]["engine"]], "notes": [],
+                                               "documents_by_reference": 0}
+    copy = tmp_path / "again"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "_state" / "tokenize")
+    shutil.rmtree(copy / "tokens")
+    proc = run_cli("run", str(REPO / "mixes" / "anneal.yaml"), "--output", str(copy), "--workers", "2", "-q")
+    assert proc.returncode == 0, proc.stderr
+    again = [json.loads(p.read_text()) for p in (copy / "_state" / "tokenize").rglob("*.json")]
+    assert len(again) == len(markers) and all(m["encoded_by"] == "tokenize" for m in again)
+    assert tree_hashes(copy) == tree_hashes(out)  # arrays, indexes, manifest: byte for byte
+
+
 def test_exact_dedup_across_sources_keeps_the_first(tmp_path):
     mix = write_mix(tmp_path / "cc.yaml", ["cc_en_head", "cc_en_middle", "cc_en_tail"])
     out = tmp_path / "out"

@@ -323,3 +323,90 @@ def test_parquet_documents_tokenize_like_jsonl(tmp_path):
     assert _docs(a) == _docs(b) and len(_docs(a)) == 20
     assert [r["reason"] for r in ra.items] == [r["reason"] for r in rb.items] == ["duplicate id 'd3' within the file"]
     assert [r.line for r in pio.read_documents(str(tmp_path / "a.parquet"))] == list(range(1, 22))
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenize once: the count step's stored ids give the bytes that encoding again gives
+
+
+def _target_ctx(tmp_path, docs, raw_lines=()):
+    """A token-target run's context over one kept file (written directly), with a sampling rule."""
+    from dolma_prep.pipeline.mixfile import load_mix
+
+    out = tmp_path / "out"
+    kept = write_docs(out / "kept" / "s" / "0000.jsonl.gz", docs, raw_lines=list(raw_lines))
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(f"name: once\nseed: 5\ndata_root: {tmp_path}\nexperiment: t\ntaggers: []\n"
+                   "sources:\n  - {name: s, documents: ['in/*.jsonl.gz'], tokens: 300}\n")
+    m = load_mix(str(mix), output=str(out))
+    ctx = {"output": str(out), "work": str(out / "_work"), "mix": m.model_dump_json(),
+           "sampling": {"s": {"whole": 0, "threshold": 0.6}}}
+    return ctx, Shard("s", 0, str(kept), "s/0000.jsonl.gz")
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_tokenize_from_the_count_steps_ids_equals_encoding_again(tmp_path, monkeypatch):
+    from dolma_prep.pipeline.stages import count
+
+    monkeypatch.setattr(tk, "BLOCK", 6)  # several blocks: the shuffle is per block
+    docs = [{"id": f"d{i}", "source": "s", "text": f" document {i} " + "word " * (i % 9)} for i in range(40)]
+    docs[7]["text"] = "  \n "  # empty
+    docs.insert(12, {"id": 99, "source": "s", "text": "an integer id"})
+    bad = [b'{"id": "sur", "source": "s", "text": "a\\udc00b"}\n', b"not json\n",
+           b'{"id": "late", "source": "s", "text": "after the bad lines"}\n']
+    ctx, shard = _target_ctx(tmp_path, docs, bad)
+    out, work = tmp_path / "out", tmp_path / "out" / "_work"
+    counted = count.run_shard(shard, ctx)
+    ids_path, meta_path = tk.stored_paths(str(work), shard.rel)
+    assert counted["documents_in"] == 41 and pio.exists(ids_path) and pio.exists(meta_path)
+    assert counted["engine"].startswith("fastokens ") and counted["reference_documents"] == 0
+    once = tk.run_shard(shard, ctx)
+    assert once["encoded_by"] == "count" and not pio.exists(ids_path) and not pio.exists(meta_path)  # consumed
+    first = {k: v for k, v in _tree(out).items() if not k.startswith("_work")}
+    for p in list((out / "tokens").rglob("*")) + list((out / "rejects").rglob("*")):
+        if p.is_file():
+            p.unlink()
+    again = tk.run_shard(shard, ctx)  # no stored ids now: reads and encodes, as the two-pass design did
+    assert again["encoded_by"] == "tokenize"
+    second = {k: v for k, v in _tree(out).items() if not k.startswith("_work")}
+    assert first == second and any(k.startswith("tokens/s/part-0-") for k in first)
+    drop = ("encoded_by", "_seconds")
+    assert {k: v for k, v in once.items() if k not in drop} == {k: v for k, v in again.items() if k not in drop}
+    assert once["rejected"] == 2 and 0 < once["documents_out"] < 41 and once["documents_in"] == 42
+    # the count table the planner reads holds the lengths the arrays hold
+    sizes = pio.read_parquet(count.count_path(ctx, shard))["tokens"].to_numpy()
+    assert int(sizes.sum()) == once["tokens_unsampled"] and len(sizes) == 41
+
+
+def test_stale_or_missing_stored_ids_are_not_used(tmp_path):
+    from dolma_prep.pipeline.stages import count
+
+    docs = [{"id": f"d{i}", "source": "s", "text": f"text {i}"} for i in range(10)]
+    ctx, shard = _target_ctx(tmp_path, docs)
+    count.run_shard(shard, ctx)
+    assert tk.usable_store(ctx, shard) is not None
+    write_docs(tmp_path / "out" / "kept" / "s" / "0000.jsonl.gz", docs[:5])  # the kept file was rewritten
+    assert tk.usable_store(ctx, shard) is None
+    assert tk.run_shard(shard, ctx)["documents_in"] == 5
+    ids_path, _ = tk.stored_paths(ctx["work"], shard.rel)
+    count.run_shard(shard, ctx)
+    pio.remove(ids_path)
+    assert tk.usable_store(ctx, shard) is None
+    # same size, other bytes: the content key, not the size, decides
+    kept = tmp_path / "out" / "kept" / "s" / "0000.jsonl.gz"
+    count.run_shard(shard, ctx)
+    assert tk.usable_store(ctx, shard) is not None
+    raw = bytearray(kept.read_bytes())
+    raw[-9] ^= 0xFF  # one byte of the gzip trailer's CRC: same size, other content
+    kept.write_bytes(bytes(raw))
+    assert tk.usable_store(ctx, shard) is None
+    # other tokenizer settings (a changed mix) do not reuse ids made with the old ones
+    write_docs(kept, docs[:5])
+    count.run_shard(shard, ctx)
+    assert tk.usable_store(ctx, shard) is not None
+    mix = json.loads(ctx["mix"])
+    mix["tokenizer"]["eos_token_id"] = 0
+    assert tk.usable_store({**ctx, "mix": json.dumps(mix)}, shard) is None

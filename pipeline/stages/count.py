@@ -1,4 +1,10 @@
-"""Count stage (token-target mixes only): kept documents -> (u, tokens) per document.
+"""Count stage (token-target mixes only): kept documents -> (u, tokens) per document, and their ids.
+
+This is where a token-target run tokenizes, once. Every kept document is read and encoded in
+the blocks the tokenize stage uses (`tokenize.encode_file`); the ids and the block table are
+kept in the run's work storage (`tokenize.store_blocks`: `_work/ids/<rel>.ids` and
+`.blocks.jsonl.gz`), and the tokenize stage, once the planner has chosen the thresholds,
+samples, shuffles and writes from them without encoding again.
 
 `u` is the document's seeded sampling hash and `tokens` the length it will have in the token
 arrays (stripped text, BOS/EOS added). The planner turns these tables into exact per-source
@@ -13,7 +19,7 @@ from .. import plan as plan_mod
 from ..runtime import Shard
 from ..steps import Step
 from .common import kept_path, mix_of
-from .tokenize import BLOCK, encode_block, load_tokenizer, unit_hash
+from .tokenize import encode_file, source_key, store_blocks, stored_paths, unit_hash
 
 
 def count_path(ctx: dict, shard: Shard) -> str:
@@ -22,31 +28,30 @@ def count_path(ctx: dict, shard: Shard) -> str:
 
 def run_shard(shard: Shard, ctx: dict) -> dict:
     mix = mix_of(ctx)
-    tok = load_tokenizer(mix.tokenizer.path)
-    us, counts = [], []
-    block: list[dict] = []
+    kept = kept_path(ctx, shard)
+    us: list[float] = []
+    counts: list[int] = []
+    stats: dict = {}
+    blocks = encode_file(kept, mix.tokenizer, stats)
 
-    def flush():
-        texts = [d["text"].strip() for d in block]
-        keep = [i for i, t in enumerate(texts) if t]
-        for i, ids in zip(keep, encode_block(tok, [texts[i] for i in keep], mix.tokenizer.eos_token_id,
-                                             mix.tokenizer.bos_token_id)):
-            if len(ids):
-                us.append(unit_hash(mix.seed, shard.source, block[i]["id"]))
-                counts.append(len(ids))
-        block.clear()
+    def measure(e) -> None:
+        if e.flat is None:
+            return
+        for j in (e.lens > 0).nonzero()[0].tolist():
+            us.append(unit_hash(mix.seed, shard.source, e.ids[j]))
+            counts.append(int(e.lens[j]))
 
-    for rec in io.read_documents(kept_path(ctx, shard)):
-        if rec.ok:
-            block.append(rec.doc)
-            if len(block) >= BLOCK:
-                flush()
-    if block:
-        flush()
+    header = {"dtype": stats["dtype"], "engine": stats["engine"], "engine_note": stats["engine_note"],
+              **source_key(kept, mix.tokenizer)}
+    try:
+        store_blocks(blocks, *stored_paths(ctx["work"], shard.rel), header, on_block=measure)
+    finally:
+        blocks.close()
     io.write_parquet(count_path(ctx, shard), pa.table({"u": pa.array(us, pa.float64()),
                                                       "tokens": pa.array(counts, pa.int64())}))
-    return {"documents_in": len(us), "tokens": int(sum(counts))}
+    return {"documents_in": len(us), "tokens": int(sum(counts)), "engine": stats["engine"],
+            "engine_note": stats["engine_note"], "reference_documents": stats["reference_documents"]}
 
 
-STEP = Step("count", reads="kept/", writes="_work/count/<rel>.parquet (u, tokens per document)",
+STEP = Step("count", reads="kept/", writes="_work/count/<rel>.parquet (u, tokens per document), _work/ids/ (their ids)",
             counters=("documents_in", "tokens"), run_shard=run_shard, when=plan_mod.uses_targets)

@@ -38,9 +38,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import xxhash
-from tokenizers import Tokenizer
-
 from .. import io
+from ..encoder import Encoder, add_special_tokens, load_encoder, load_reference
 from ..io import InputError, Record
 from ..runtime import Shard
 from ..steps import Step
@@ -48,17 +47,14 @@ from .common import Rejects, kept_path, mix_of
 
 BLOCK = 4096  # documents per shuffle block: bounds memory per task (with BLOCK_CHARS)
 BLOCK_CHARS = 1 << 25  # ... and at most this many characters of text per block
-ENCODE_CHARS = 1 << 21  # characters per encode_batch call: bounds the tokenizer's Encoding objects
 PREVIEW = io.MAX_REJECT_PREVIEW
 
 
 @lru_cache(maxsize=4)
-def load_tokenizer(path: str) -> Tokenizer:
-    if io.is_remote(path) or path.endswith(".json"):
-        if io.is_remote(path):
-            return Tokenizer.from_str(io.read_text(path))
-        return Tokenizer.from_file(path)
-    return Tokenizer.from_pretrained(path)  # a hub id, where a hub is reachable
+def load_tokenizer(path: str):
+    """The reference `tokenizers` Tokenizer (decoding, vocabulary size); encoding goes through
+    `load_encoder` (pipeline/encoder.py), which picks the engine."""
+    return load_reference(path)
 
 
 def choose_dtype(vocab_size: int, requested: str = "auto") -> np.dtype:
@@ -95,55 +91,38 @@ ALL = {"whole": 1, "threshold": 0.0}  # the sampling rule that keeps every docum
 # encoding
 
 
-def encode_flat(tok: Tokenizer, texts: list[str], eos: int | None, bos: int | None,
+def _encoder(tok) -> Encoder:
+    """An Encoder, or a bare `tokenizers` Tokenizer (tests, callers with their own) as the reference."""
+    if isinstance(tok, Encoder):
+        return tok
+    enc = Encoder.__new__(Encoder)
+    enc.path, enc.reference, enc.fast = None, tok, None
+    enc.name, enc.version, enc.note = "tokenizers", __import__("tokenizers").__version__, None
+    return enc
+
+
+def encode_docs(tok, texts: list[str], eos: int | None, bos: int | None) -> tuple[np.ndarray, np.ndarray, dict[int, str], int]:
+    """Encode stripped, non-empty texts into one flat uint32 array of ids, through the engine.
+
+    Returns (ids, lengths, errors, reference_documents): document j occupies
+    ids[offset_j : offset_j + lengths[j]] with BOS/EOS added as dolma does (not doubled); a
+    document that tokenizes to nothing has length 0 and no special tokens; `errors` maps the
+    index of a text the tokenizer refused to its message (length 0 as well);
+    `reference_documents` counts texts the fast engine handed to `tokenizers`."""
+    raw, lens, errors, n_ref = _encoder(tok).encode_raw(texts)
+    flat, lens = add_special_tokens(raw, lens, eos, bos)
+    return flat, lens, errors, n_ref
+
+
+def encode_flat(tok, texts: list[str], eos: int | None, bos: int | None,
                 batch_size: int = 512) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    """Encode stripped, non-empty texts into one flat uint32 array of ids.
-
-    Returns (ids, lengths, errors): document j occupies ids[offset_j : offset_j + lengths[j]]
-    with BOS/EOS added as dolma does (not doubled); a document that tokenizes to nothing has
-    length 0 and no special tokens; `errors` maps the index of a text the tokenizer refused
-    to its message (length 0 as well)."""
-    out = array("I")
-    lens = array("q")
-    errors: dict[int, str] = {}
-    fast = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
-    i, n = 0, len(texts)
-    while i < n:
-        j, chars = i, 0
-        while j < n and j - i < batch_size and (chars < ENCODE_CHARS or j == i):
-            chars += len(texts[j])
-            j += 1
-        try:
-            encodings = fast(texts[i:j], add_special_tokens=False)
-        except Exception:  # noqa: BLE001 (one bad text fails the batch: find it, keep the rest)
-            encodings = []
-            for k in range(i, j):
-                try:
-                    encodings.append(tok.encode(texts[k], add_special_tokens=False))
-                except Exception as e:  # noqa: BLE001
-                    encodings.append(None)
-                    errors[k] = f"the tokenizer refused the text ({type(e).__name__}: {e})"
-        for enc in encodings:
-            if enc is None:
-                lens.append(0)
-                continue
-            ids = enc.ids
-            m = len(ids)
-            if m:
-                if bos is not None and ids[0] != bos:
-                    out.append(bos)
-                    m += 1
-                out.fromlist(ids)
-                if eos is not None and ids[-1] != eos:
-                    out.append(eos)
-                    m += 1
-            lens.append(m)
-        i = j
-    return (np.frombuffer(out, dtype=np.uint32) if len(out) else np.zeros(0, np.uint32),
-            np.frombuffer(lens, dtype=np.int64) if len(lens) else np.zeros(0, np.int64), errors)
+    """`encode_docs` without the routing count (`batch_size` is kept for callers; the engines
+    bound their calls by characters)."""
+    flat, lens, errors, _ = encode_docs(tok, texts, eos, bos)
+    return flat, lens, errors
 
 
-def encode_block(tok: Tokenizer, texts: list[str], eos: int | None, bos: int | None) -> list[np.ndarray]:
+def encode_block(tok, texts: list[str], eos: int | None, bos: int | None) -> list[np.ndarray]:
     """Token ids per text, with BOS/EOS added once; texts must already be stripped. A text that
     tokenizes to nothing (or that the tokenizer refuses) gives an empty array."""
     ids, lens, _ = encode_flat(tok, texts, eos, bos)
@@ -321,33 +300,47 @@ def _writer_loop(writer: PartWriter, q: queue.Queue, stop: threading.Event, erro
 
 
 # ---------------------------------------------------------------------------------------------
-# one file
+# encoded blocks: from the documents (read + encode), or from a count step's stored ids
 
 
-def tokenize_file(doc_path: str, out_dir: str, index: int, tcfg, seed: int, source: str, rule: dict,
-                  src_label: str, rejects) -> dict:
-    """Tokenize one documents file into `out_dir/part-<index>-<k:05d>.npy|csv.gz`."""
-    tok = load_tokenizer(tcfg.path)
-    dtype = choose_dtype(tok.get_vocab_size(with_added_tokens=True), tcfg.dtype)
-    eos, bos = tcfg.eos_token_id, tcfg.bos_token_id
-    check_special_ids(dtype, eos, bos)
+class Encoded:
+    """One block of one documents file, encoded: what sampling and writing consume. `flat` is
+    None for a block with no text to encode (only bad records or empty documents)."""
+
+    __slots__ = ("flat", "lens", "ids", "locs", "documents_in", "empty", "rejects")
+
+    def __init__(self, documents_in: int, empty: int, rejects: list, ids: list, locs: list,
+                 flat: np.ndarray | None = None, lens: np.ndarray | None = None):
+        self.documents_in, self.empty, self.rejects = documents_in, empty, rejects  # rejects: (path, line, reason, raw)
+        self.ids, self.locs, self.flat, self.lens = ids, locs, flat, lens
+
+
+def engine_stats(enc: Encoder) -> dict:
+    return {"engine": enc.label, "engine_note": enc.note, "reference_documents": 0}
+
+
+def encode_file(doc_path: str, tcfg, stats: dict) -> Iterator[Encoded]:
+    """Read and encode one documents file, a block at a time: a reader thread decompresses and
+    parses (zlib releases the GIL) while the caller's thread encodes. Sets `stats` at once
+    (engine, dtype; refusing a dtype that cannot hold the vocabulary or the special ids); the
+    blocks come from the returned generator, which counts the documents the fast engine handed
+    to the reference engine. Close the generator (or exhaust it) to stop the reader."""
+    enc = load_encoder(tcfg.path)
+    dtype = choose_dtype(enc.reference.get_vocab_size(with_added_tokens=True), tcfg.dtype)
+    check_special_ids(dtype, tcfg.eos_token_id, tcfg.bos_token_id)
+    stats.update(engine_stats(enc))
+    stats["dtype"] = dtype.name
+    return _encode_blocks(doc_path, enc, dtype, tcfg.eos_token_id, tcfg.bos_token_id, stats)
+
+
+def _encode_blocks(doc_path: str, enc: Encoder, dtype: np.dtype, eos: int | None, bos: int | None,
+                   stats: dict) -> Iterator[Encoded]:
     top = int(np.iinfo(dtype).max)
-    rng = np.random.Generator(np.random.PCG64([seed, xxhash.xxh32_intdigest(f"{source}/{index}".encode())]))
-    sample_all = int(rule["whole"]) == 1 and rule["threshold"] <= 0.0
-    writer = PartWriter(out_dir, index, dtype, tcfg.max_tokens_per_file, src_label)
-    stats = {"documents_in": 0, "documents_sampled": 0, "documents_out": 0, "empty": 0, "tokens": 0,
-             "tokens_unsampled": 0}
-
     stop = threading.Event()
     read_q: queue.Queue = queue.Queue(maxsize=2)
-    write_q: queue.Queue = queue.Queue(maxsize=2)
-    write_errors: list[BaseException] = []
     reader = threading.Thread(target=_producer, args=(lambda: _blocks(doc_path), read_q, stop), daemon=True,
-                              name=f"tokenize-read-{index}")
-    writing = threading.Thread(target=_writer_loop, args=(writer, write_q, stop, write_errors), daemon=True,
-                               name=f"tokenize-write-{index}")
+                              name="tokenize-read")
     reader.start()
-    writing.start()
     try:
         while True:
             block = _get(read_q, stop)
@@ -355,13 +348,12 @@ def tokenize_file(doc_path: str, out_dir: str, index: int, tcfg, seed: int, sour
                 break
             if isinstance(block, _Failure):
                 raise block.exc
-            for rec in block.bad:
-                rejects.add(rec.path, rec.line, rec.error, rec.raw)
-            stats["documents_in"] += block.documents_in
-            stats["empty"] += block.empty
+            rejects = [(r.path, r.line, r.error, r.raw) for r in block.bad]
             if not block.texts:
+                yield Encoded(block.documents_in, block.empty, rejects, block.ids, block.locs)
                 continue
-            flat, lens, errors = encode_flat(tok, block.texts, eos, bos, tcfg.batch_size)
+            flat, lens, errors, n_ref = encode_docs(enc, block.texts, eos, bos)
+            stats["reference_documents"] += n_ref
             if len(flat) and int(flat.max()) > top:
                 j = int(np.searchsorted(np.cumsum(lens), int(np.argmax(flat > top)), side="right"))
                 raise InputError(f"{doc_path}:{block.locs[j]}: the tokenizer produced id {int(flat.max())}, "
@@ -369,14 +361,134 @@ def tokenize_file(doc_path: str, out_dir: str, index: int, tcfg, seed: int, sour
             for j in np.flatnonzero(lens == 0).tolist():
                 reason = errors.get(j) or (f"text of {len(block.texts[j]):,} characters (after strip) tokenizes to "
                                            "no tokens; document skipped")
-                rejects.add(doc_path, block.locs[j], reason, block.texts[j][:PREVIEW])
+                rejects.append((doc_path, block.locs[j], reason, block.texts[j][:PREVIEW]))
+            yield Encoded(block.documents_in, block.empty, rejects, block.ids, block.locs, flat, lens)
+    finally:
+        stop.set()
+        reader.join()
+
+
+# Stored ids (tokenize once): the count step of a token-target run encodes every kept document
+# and keeps what the tokenize step needs under the run's work storage, `_work/ids/<rel>.ids`
+# (the ids of every block, raw, in the output dtype) and `_work/ids/<rel>.blocks.jsonl.gz` (a
+# header line, then one line per block: its counts, rejects, document ids, lines and lengths).
+# The tokenize step replays these blocks through the same sampling and shuffle, so its output
+# is the bytes that encoding again would give; where they are missing or stale (work storage
+# cleared, the kept file rewritten) it reads and encodes again.
+
+STORED_VERSION = 1
+
+
+def stored_paths(work: str, rel: str) -> tuple[str, str]:
+    base = io.join(work, "ids", rel)
+    return base + ".ids", base + ".blocks.jsonl.gz"
+
+
+def store_blocks(blocks: Iterator[Encoded], ids_path: str, meta_path: str, header: dict,
+                 on_block: Callable[[Encoded], None] | None = None) -> None:
+    """Write encoded blocks to work storage (ids first, then the block table: a table present
+    means its ids are complete)."""
+    import json
+
+    ids_w = io.AtomicWriter(ids_path)
+    meta_w = io.AtomicWriter(meta_path)
+    try:
+        dtype = np.dtype(header["dtype"])
+        lines = [json.dumps({"version": STORED_VERSION, **header}, sort_keys=True)]
+        for e in blocks:
+            if e.flat is not None:
+                ids_w.write(e.flat.astype(dtype.newbyteorder("<"), copy=False).tobytes())
+            lines.append(json.dumps({"documents_in": e.documents_in, "empty": e.empty,
+                                     "rejects": [list(r) for r in e.rejects], "ids": e.ids, "locs": e.locs,
+                                     "lens": None if e.lens is None else e.lens.tolist()}))
+            if on_block is not None:
+                on_block(e)
+            if len(lines) >= 64:
+                meta_w.write(("\n".join(lines) + "\n").encode("ascii"))
+                lines = []
+        if lines:
+            meta_w.write(("\n".join(lines) + "\n").encode("ascii"))
+        ids_w.commit()
+        meta_w.commit()
+    except BaseException:
+        for w in (ids_w, meta_w):
+            try:
+                w.abort()
+            except Exception:  # noqa: BLE001 (best effort; a rerun sweeps temporaries)
+                pass
+        raise
+
+
+def stored_header(meta_path: str) -> dict | None:
+    """The header of a stored block table, or None when there is none (or of another format)."""
+    import json
+
+    if not io.exists(meta_path):
+        return None
+    with io.open_binary(meta_path) as f:
+        head = json.loads(f.readline())
+    return head if head.get("version") == STORED_VERSION else None
+
+
+def stored_blocks(ids_path: str, meta_path: str) -> Iterator[Encoded]:
+    import json
+
+    with io.open_binary(meta_path) as meta, io.open_binary(ids_path) as raw:
+        head = json.loads(meta.readline())
+        dtype = np.dtype(head["dtype"]).newbyteorder("<")
+        for line in meta:
+            b = json.loads(line)
+            rejects = [tuple(r) for r in b["rejects"]]
+            if b["lens"] is None:
+                yield Encoded(b["documents_in"], b["empty"], rejects, b["ids"], b["locs"])
+                continue
+            lens = np.asarray(b["lens"], dtype=np.int64)
+            n = int(lens.sum())
+            data = raw.read(n * dtype.itemsize)
+            if len(data) != n * dtype.itemsize:
+                raise InputError(f"{ids_path}: ends early ({len(data)} of {n * dtype.itemsize} bytes of a block); "
+                                 "delete it to encode again")
+            yield Encoded(b["documents_in"], b["empty"], rejects, b["ids"], b["locs"],
+                          np.frombuffer(data, dtype=dtype), lens)
+
+
+# ---------------------------------------------------------------------------------------------
+# one file
+
+
+def write_tokens(blocks: Iterator[Encoded], out_dir: str, index: int, tcfg, seed: int, source: str, rule: dict,
+                 src_label: str, rejects, stats: dict) -> dict:
+    """Sample, shuffle (seeded, per block) and write encoded blocks to
+    `out_dir/part-<index>-<k:05d>.npy|csv.gz`, the writing in its own thread."""
+    dtype = np.dtype(stats["dtype"])
+    check_special_ids(dtype, tcfg.eos_token_id, tcfg.bos_token_id)
+    rng = np.random.Generator(np.random.PCG64([seed, xxhash.xxh32_intdigest(f"{source}/{index}".encode())]))
+    sample_all = int(rule["whole"]) == 1 and rule["threshold"] <= 0.0
+    writer = PartWriter(out_dir, index, dtype, tcfg.max_tokens_per_file, src_label)
+    stats.update({"documents_in": 0, "documents_sampled": 0, "documents_out": 0, "empty": 0, "tokens": 0,
+                  "tokens_unsampled": 0})
+    stop = threading.Event()
+    write_q: queue.Queue = queue.Queue(maxsize=2)
+    write_errors: list[BaseException] = []
+    writing = threading.Thread(target=_writer_loop, args=(writer, write_q, stop, write_errors), daemon=True,
+                               name=f"tokenize-write-{index}")
+    writing.start()
+    try:
+        for e in blocks:
+            for r in e.rejects:
+                rejects.add(*r)
+            stats["documents_in"] += e.documents_in
+            stats["empty"] += e.empty
+            if e.flat is None:
+                continue
+            flat, lens = e.flat, e.lens
             valid = np.flatnonzero(lens > 0)
             stats["tokens_unsampled"] += int(lens.sum())
             if sample_all:
                 items = valid
                 stats["documents_sampled"] += len(valid)
             else:
-                n = np.array([copies(unit_hash(seed, source, block.ids[j]), rule) for j in valid.tolist()],
+                n = np.array([copies(unit_hash(seed, source, e.ids[j]), rule) for j in valid.tolist()],
                              dtype=np.int64)
                 stats["documents_sampled"] += int(np.count_nonzero(n))
                 items = np.repeat(valid, n)
@@ -384,7 +496,7 @@ def tokenize_file(doc_path: str, out_dir: str, index: int, tcfg, seed: int, sour
             stats["documents_out"] += len(order)
             stats["tokens"] += int(lens[order].sum())
             starts = np.cumsum(lens) - lens
-            if not _put(write_q, (flat, starts, lens, order, block.ids, block.locs), stop):
+            if not _put(write_q, (flat, starts, lens, order, e.ids, e.locs), stop):
                 break
         _put(write_q, _END, stop)
         writing.join()
@@ -398,18 +510,71 @@ def tokenize_file(doc_path: str, out_dir: str, index: int, tcfg, seed: int, sour
         raise
     finally:
         stop.set()
-        reader.join()
-    stats["dtype"] = dtype.name
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()  # stops the reader thread of an unfinished encode_file
     return stats
+
+
+def tokenize_file(doc_path: str, out_dir: str, index: int, tcfg, seed: int, source: str, rule: dict,
+                  src_label: str, rejects, stored: tuple[str, str] | None = None) -> dict:
+    """Tokenize one documents file into `out_dir/part-<index>-<k:05d>.npy|csv.gz`: from the
+    stored ids of a count step when `stored` (ids, block table) is given, else by encoding."""
+    stats: dict = {}
+    if stored is not None:
+        head = stored_header(stored[1])
+        stats.update({"engine": head["engine"], "engine_note": head.get("engine_note"), "reference_documents": 0,
+                      "dtype": head["dtype"], "encoded_by": "count"})
+        blocks = stored_blocks(*stored)
+    else:
+        blocks = encode_file(doc_path, tcfg, stats)
+        stats["encoded_by"] = "tokenize"
+    return write_tokens(blocks, out_dir, index, tcfg, seed, source, rule, src_label, rejects, stats)
+
+
+def source_key(doc_path: str, tcfg) -> dict:
+    """What stored ids were made from: the documents file (size and xxh3 of its bytes, read
+    without decompressing: cheap next to encoding) and the tokenizer settings. Stored ids whose
+    key differs from the current one are not used (`usable_store`)."""
+    h = xxhash.xxh3_64()
+    with io.open_random(doc_path) as f:
+        while True:
+            chunk = f.read(1 << 22)
+            if not chunk:
+                break
+            h.update(chunk)
+    return {"kept_bytes": io.file_size(doc_path), "kept_xxh3": h.hexdigest(),
+            "tokenizer_config": {k: getattr(tcfg, k) for k in ("path", "eos_token_id", "bos_token_id", "dtype")}}
+
+
+def usable_store(ctx: dict, shard: Shard) -> tuple[str, str] | None:
+    """The count step's stored ids of this shard, if present and made from the kept file as it
+    is now with the mix's tokenizer settings (`source_key`), else None."""
+    if not ctx.get("work"):
+        return None
+    ids_path, meta_path = stored_paths(ctx["work"], shard.rel)
+    head = stored_header(meta_path)
+    if head is None or not io.exists(ids_path):
+        return None
+    key = source_key(kept_path(ctx, shard), mix_of(ctx).tokenizer)
+    if any(head.get(k) != v for k, v in key.items()):
+        return None
+    return ids_path, meta_path
 
 
 def run_shard(shard: Shard, ctx: dict) -> dict:
     mix = mix_of(ctx)
     rejects = Rejects(ctx, "tokenize", shard)
+    from ..plan import uses_targets
+
+    stored = usable_store(ctx, shard) if uses_targets(mix) else None
     stats = tokenize_file(kept_path(ctx, shard), io.join(ctx["output"], "tokens", shard.source), shard.index,
                           mix.tokenizer, mix.seed, shard.source, ctx["sampling"][shard.source],
-                          "kept/" + shard.rel, rejects)
+                          "kept/" + shard.rel, rejects, stored=stored)
     rejects.commit()
+    if stored is not None:  # consumed: the arrays are written (a rerun without them encodes again)
+        for p in stored:
+            io.remove(p)
     dtype = stats.pop("dtype")
     stats["files"] = [{"path": io.relpath(f["stem"], ctx["output"]), "tokens": f["tokens"],
                        "documents": f["documents"], "dtype": dtype} for f in stats["files"]]
