@@ -146,7 +146,7 @@ def draw_source(docs: SourceDocuments, target: float, seed: int, max_repetition:
     available = docs.tokens
     if available == 0:
         raise ValueError(f"source {docs.name!r}: no training documents left to draw {target:,.0f} tokens from")
-    if target > max_repetition * available:
+    if target > max_repetition * available * (1 + 1e-6):  # shares are floats (rounded, renormalised)
         raise ValueError(
             f"source {docs.name!r}: {target:,.0f} tokens asked for, {available:,} available: "
             f"{target / available:.2f}x repetition exceeds the maximum of {max_repetition:g}x "
