@@ -184,3 +184,12 @@ def test_mix_search_bounds_leave_room_for_whole_instances(pool):
     assert ds.report[names[i]]["tokens"] >= hi[i] * drawn * 0.999
     _, hi_raw = ms.bounds(names, base, train, opts, "m.yaml")  # unrounded: 5,001 tokens
     assert hi_raw[i] > hi[i]  # the rounding moves the bound (what the unrounded one missed)
+
+
+def test_a_target_at_the_repetition_limit_within_float_rounding_is_drawn(pool):
+    docs = pool_documents(read_run_output(pool), EOS)["a"]
+    limit = 2.0 * docs.tokens
+    picked = draw_source(docs, limit * (1 + 1e-9), seed=0, max_repetition=2.0)  # float noise, not a breach
+    assert docs.length[picked].sum() >= limit
+    with pytest.raises(ValueError, match="2.00x repetition exceeds the maximum of 2x"):
+        draw_source(docs, limit * 1.001, seed=0, max_repetition=2.0)
