@@ -535,8 +535,15 @@ def glob(pattern: str) -> list[str]:
 
 
 def total_size(paths: list[str]) -> int:
-    """Bytes in these files (one metadata request per file on object storage)."""
-    return sum(int(fs_of(p).size(p) or 0) for p in paths)
+    """Bytes in these files (one metadata request per file on object storage). A source that is
+    not a file (a Hugging Face dataset shard, `hfdataset:...`) counts 0: its reader reports it."""
+    total = 0
+    for p in paths:
+        try:
+            total += int(fs_of(p).size(p) or 0)
+        except (FileNotFoundError, ValueError):
+            pass
+    return total
 
 
 def rmtree(path: str) -> None:
