@@ -9,6 +9,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from conftest import SAMPLE, TOKENIZER
+from test_tokenize import _dolma_reference  # dolma 1.2.1 Tokenizer.encode, restated on the reference
 from dolma_prep.pipeline import encoder as en
 from dolma_prep.pipeline.stages import tokenize as tk
 
@@ -27,18 +28,6 @@ def fast_encoder():
     enc = en.Encoder(str(TOKENIZER), engine="fastokens")
     assert enc.name == "fastokens" and enc.fast is not None and enc.note is None
     return enc
-
-
-def _dolma_reference(tok, text, eos, bos):
-    """dolma 1.2.1 Tokenizer.encode(text, add_special_tokens=True), restated on the reference."""
-    ids = tok.encode(text, add_special_tokens=False).ids
-    if not ids:
-        return ids
-    if bos is not None and ids[0] != bos:
-        ids.insert(0, bos)
-    if eos is not None and ids[-1] != eos:
-        ids.append(eos)
-    return ids
 
 
 def _adversarial():
