@@ -254,7 +254,7 @@ def compare_documents(ours: dict, theirs: dict, root: str) -> dict:
             "documents_ours": sum(map(len, ours.values())), "documents_dolma": sum(map(len, theirs.values())),
             "identical_sequences": sum(1 for k in ours if k in theirs and k not in differ),
             "differ_in_duplicate_paragraphs_only": len(differ) - len(unexplained),
-            "unexplained": unexplained[:20], "only_ours": sorted(set(ours) - set(theirs))[:20],
+            "unexplained_count": len(unexplained), "unexplained": unexplained[:20], "only_ours": sorted(set(ours) - set(theirs))[:20],
             "only_dolma": sorted(set(theirs) - set(ours))[:20]}
 
 
@@ -410,7 +410,7 @@ def main() -> int:
         print(f"same documents in the token arrays: {same} ({cmp['documents_ours']:,} ours, "
               f"{cmp['documents_dolma']:,} dolma; same ids: {cmp['ids_equal']}; identical token sequences: "
               f"{cmp['identical_sequences']:,}; differing only in which copy of a repeated paragraph dedup kept: "
-              f"{cmp['differ_in_duplicate_paragraphs_only']}; unexplained: {len(cmp['unexplained'])} "
+              f"{cmp['differ_in_duplicate_paragraphs_only']}; unexplained: {cmp['unexplained_count']} "
               f"{cmp['unexplained'][:5]}; only ours {cmp['only_ours'][:5]}, only dolma {cmp['only_dolma'][:5]})")
         print(f"dolma / ours: wall {d['wall_s'] / ours['wall_s']:.2f}x, cpu {d['cpu_s'] / ours['cpu_s']:.2f}x", flush=True)
         res["dolma"] = d
