@@ -41,16 +41,13 @@ from __future__ import annotations
 import argparse
 import collections
 import gzip
-import hashlib
 import importlib.util
 import json
 import os
 import platform
 import random
-import re
 import resource
 import shutil
-import subprocess
 import sys
 import time
 
