@@ -259,6 +259,14 @@ def compare_documents(ours: dict, theirs: dict, root: str) -> dict:
 # dolma
 
 
+
+def with_config(exe: str, command: str, config: dict, work: str, env: dict) -> dict:
+    """`dolma -c WORK/COMMAND.json COMMAND`, timed."""
+    path = os.path.join(work, f"{command}.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    return measure([exe, "-c", path, command], env=env)
+
 def run_dolma(root: str, info: dict, work: str, workers: int) -> dict:
     """dolma tag -> dedupe -> mix -> tokens on a copy of the input (the copy is not timed)."""
     shutil.rmtree(work, ignore_errors=True)
@@ -279,9 +287,7 @@ def run_dolma(root: str, info: dict, work: str, workers: int) -> dict:
                                "estimated_doc_count": max(1, info["words"]),  # ~ one n-gram per word
                                "desired_false_positive_rate": 1e-6},
               "processes": workers}
-    with open(os.path.join(work, "dedupe.json"), "w") as f:
-        json.dump(dedupe, f)
-    steps["dedupe"] = measure([exe, "-c", os.path.join(work, "dedupe.json"), "dedupe"], env=env)
+    steps["dedupe"] = with_config(exe, "dedupe", dedupe, work, env)
     print(_fmt("  dolma dedupe", steps["dedupe"]), flush=True)
     mixed = os.path.join(work, "mixed")
     mix = {"streams": [{"name": "bench", "documents": [glob_], "attributes": ["bench", "dd"],
@@ -290,9 +296,7 @@ def run_dolma(root: str, info: dict, work: str, workers: int) -> dict:
                         "span_replacement": [{"span": f"$.attributes.{ATTR}", "min_score": 0.5, "replacement": ""}]}],
            "work_dir": {"input": os.path.join(work, "mi"), "output": os.path.join(work, "mo")},
            "processes": workers}
-    with open(os.path.join(work, "mix.json"), "w") as f:
-        json.dump(mix, f)
-    steps["mix"] = measure([exe, "-c", os.path.join(work, "mix.json"), "mix"], env=env)
+    steps["mix"] = with_config(exe, "mix", mix, work, env)
     print(_fmt("  dolma mix", steps["mix"]), flush=True)
     tokens = os.path.join(work, "tokens")
     steps["tokens"] = measure([exe, "tokens", "--documents", os.path.join(mixed, "*"), "--destination", tokens,
