@@ -186,6 +186,16 @@ class Encoder:
             print(f"dolma-prep: warning: tokenizing with tokenizers {self.version}: {note}", file=sys.stderr,
                   flush=True)
 
+    @classmethod
+    def of_reference(cls, tokenizer) -> "Encoder":
+        """An encoder over an already loaded `tokenizers` Tokenizer (the reference engine only)."""
+        import tokenizers
+
+        enc = cls.__new__(cls)
+        enc.path, enc.reference, enc.fast = None, tokenizer, None
+        enc.name, enc.version, enc.note = "tokenizers", tokenizers.__version__, None
+        return enc
+
     @property
     def label(self) -> str:
         return f"{self.name} {self.version}"

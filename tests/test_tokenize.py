@@ -181,7 +181,7 @@ def test_encode_flat_follows_dolma_special_token_rules(eos, bos):
     tok = Tokenizer.from_file(str(TOKENIZER))
     texts = ["hello", "<|endoftext|>", "x <|endoftext|>", "<|endoftext|> y", "|||IP_ADDRESS||| z", "<|padding|>",
              "a\u0000b", "w" * 5000, "e\u0301"] * 3
-    flat, lens, errors = tk.encode_flat(tok, texts, eos, bos, batch_size=4)
+    flat, lens, errors = tk.encode_flat(tok, texts, eos, bos)
     assert not errors and len(lens) == len(texts) and lens.sum() == len(flat)
     starts = np.cumsum(lens) - lens
     for t, s, n in zip(texts, starts, lens):

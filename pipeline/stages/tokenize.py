@@ -31,7 +31,6 @@ import csv
 import io as _io
 import queue
 import threading
-from array import array
 from functools import lru_cache
 from itertools import repeat
 from typing import Any, Callable, Iterator
@@ -93,12 +92,7 @@ ALL = {"whole": 1, "threshold": 0.0}  # the sampling rule that keeps every docum
 
 def _encoder(tok) -> Encoder:
     """An Encoder, or a bare `tokenizers` Tokenizer (tests, callers with their own) as the reference."""
-    if isinstance(tok, Encoder):
-        return tok
-    enc = Encoder.__new__(Encoder)
-    enc.path, enc.reference, enc.fast = None, tok, None
-    enc.name, enc.version, enc.note = "tokenizers", __import__("tokenizers").__version__, None
-    return enc
+    return tok if isinstance(tok, Encoder) else Encoder.of_reference(tok)
 
 
 def encode_docs(tok, texts: list[str], eos: int | None, bos: int | None) -> tuple[np.ndarray, np.ndarray, dict[int, str], int]:
@@ -114,10 +108,8 @@ def encode_docs(tok, texts: list[str], eos: int | None, bos: int | None) -> tupl
     return flat, lens, errors, n_ref
 
 
-def encode_flat(tok, texts: list[str], eos: int | None, bos: int | None,
-                batch_size: int = 512) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    """`encode_docs` without the routing count (`batch_size` is kept for callers; the engines
-    bound their calls by characters)."""
+def encode_flat(tok, texts: list[str], eos: int | None, bos: int | None) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """`encode_docs` without the routing count (the engines bound their calls by characters)."""
     flat, lens, errors, _ = encode_docs(tok, texts, eos, bos)
     return flat, lens, errors
 
