@@ -84,10 +84,22 @@ def write_marker(output: str, stage: str, key: str, stats: dict) -> None:
     io.write_text_atomic(marker_path(output, stage, key), json.dumps(stats, sort_keys=True, indent=1))
 
 
+def reset_peak_rss() -> bool:
+    """Restart this process's peak-RSS count (Linux: writing 5 to /proc/self/clear_refs resets
+    VmHWM), so that a task's `_rss_mb` is its own peak, not that of an earlier task the same
+    Ray worker ran. False where the kernel does not allow it (the peak is then the process's)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (VmHWM where /proc exists:
-    `ru_maxrss` survives exec on Linux, so a process started from a large parent would report
-    the parent's size)."""
+    """Peak resident set size of this process since `reset_peak_rss` (or its start), in MiB
+    (VmHWM where /proc exists: `ru_maxrss` survives exec on Linux, so a process started from
+    a large parent would report the parent's size)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -111,12 +123,14 @@ def _node_id() -> str:
 
 def _call(fn: Callable, args: tuple, kwargs: dict, marker: str | None) -> dict:
     """The body of every task: run, add the task's own statistics, write the done marker."""
-    start = time.perf_counter()
+    reset_peak_rss()
+    start, cpu = time.perf_counter(), time.process_time()
     out = dict(fn(*args, **kwargs) or {})
     out["node"] = _node_id()
     out["_rss_mb"] = round(peak_rss_mb(), 1)
     out["_pid"] = os.getpid()
     out["_seconds"] = round(time.perf_counter() - start, 3)
+    out["_cpu_s"] = round(time.process_time() - cpu, 3)  # this process's CPU (its threads too)
     if marker is not None:
         io.write_text_atomic(marker, json.dumps(out, sort_keys=True, indent=1))
     return out
@@ -143,8 +157,9 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
     - done markers: with `state` (a folder, any storage) and one key per call, a finished task
       writes `<state>/<name>/<key>.json` holding its result, and a later run returns the
       recorded result instead of running the task again (resume);
-    - per-task statistics added to each result: `node`, `_rss_mb` (peak worker memory),
-      `_pid`, `_seconds`;
+    - per-task statistics added to each result: `node`, `_rss_mb` (the worker's peak memory
+      during this task),
+      `_pid`, `_seconds` (wall), `_cpu_s` (the worker's CPU time);
     - progress: one bar per call of `run_tasks`, documents counted from `documents_in`.
 
     `fn` is a module-level function returning a small dict: large data never travels through
@@ -209,11 +224,36 @@ def map_shards(stage: str, fn: Callable[[Shard, dict], dict], shards: list[Shard
 
 
 def summarise(results: list[dict]) -> dict:
-    """Peak worker memory and busy time of a round of tasks, from their results."""
+    """Peak worker memory, busy time and CPU time of a round of tasks, from their results."""
     if not results:
-        return {"tasks": 0, "peak_worker_rss_mb": 0.0, "task_seconds": 0.0}
+        return {"tasks": 0, "peak_worker_rss_mb": 0.0, "task_seconds": 0.0, "task_cpu_s": 0.0}
     return {"tasks": len(results), "peak_worker_rss_mb": round(max(r["_rss_mb"] for r in results), 1),
-            "task_seconds": round(sum(r["_seconds"] for r in results), 3)}
+            "task_seconds": round(sum(r["_seconds"] for r in results), 3),
+            "task_cpu_s": round(sum(r.get("_cpu_s", 0.0) for r in results), 3)}
+
+
+def task_rounds(stats, prefix: str = "") -> dict[str, dict]:
+    """Every round of tasks summarised (`summarise`) anywhere in a global step's nested
+    statistics, by its dotted path (`stages.keys`, `signatures`, ...)."""
+    if not isinstance(stats, dict):
+        return {}
+    if "tasks" in stats and "task_seconds" in stats and "peak_worker_rss_mb" in stats:
+        return {prefix or "tasks": stats}
+    out: dict[str, dict] = {}
+    for k, v in stats.items():
+        out.update(task_rounds(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def task_totals(stats) -> dict:
+    """A global step's rounds of tasks added up: tasks, task-seconds (`_seconds`), task
+    CPU-seconds (`_cpu_s`), peak worker memory (`_rss_mb`), and each round's figures."""
+    rounds = task_rounds(stats)
+    return {"tasks": sum(r["tasks"] for r in rounds.values()),
+            "_seconds": round(sum(r["task_seconds"] for r in rounds.values()), 3),
+            "_cpu_s": round(sum(r.get("task_cpu_s", 0.0) for r in rounds.values()), 3),
+            "_rss_mb": max([r["peak_worker_rss_mb"] for r in rounds.values()] or [0.0]),
+            "rounds": rounds}
 
 
 def default_workers() -> int:

@@ -171,3 +171,18 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     if proc.returncode != 2:  # root ignores permissions; use a path under a file instead
         proc = run_cli("run", str(write_mix(tmp_path / "w.yaml", ["wiki"])), "--output", str(tmp_path / "m.yaml" / "x"))
     assert proc.returncode == 2 and "cannot be written" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_task_records_its_cpu_time(anneal_run):
+    """Shard tasks' done markers and each dedup kind's timing file (beside its counts-only
+    marker, never in the manifest) hold task CPU-seconds: what benchmarks/e2e.py charges each
+    step, against the floor."""
+    out, _ = anneal_run
+    for step in ("tag", "select", "tokenize"):
+        markers = [json.loads(p.read_text()) for p in (out / "_state" / step).rglob("*.json")]
+        assert markers and all(0 < m["_cpu_s"] <= m["_seconds"] * 4 for m in markers), step
+    timing = json.loads((out / "_state" / "dedup" / "timing" / "exact.json").read_text())
+    assert set(timing["rounds"]) == {"stages.map", "stages.reduce", "stages.write"}
+    assert timing["tasks"] == sum(r["tasks"] for r in timing["rounds"].values()) > 0
+    assert timing["_cpu_s"] == round(sum(r["task_cpu_s"] for r in timing["rounds"].values()), 3) > 0
+    assert "_cpu_s" not in (out / "manifest.json").read_text()

@@ -113,3 +113,30 @@ def test_tagger_errors_are_counted_per_source_and_exit_3(tmp_path):
     proc = run_cli("run", str(mix), "--output", str(out), "--tagger-modules", str(module), "-q", "--workers", "1",
                    "--max-tagger-error-rate", str(rate + 0.01))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_task_totals_adds_up_every_round_of_a_global_step():
+    from dolma_prep.pipeline.runtime import summarise, task_totals
+
+    a = [{"_rss_mb": 100.0, "_seconds": 2.0, "_cpu_s": 1.5}, {"_rss_mb": 300.0, "_seconds": 1.0, "_cpu_s": 0.25}]
+    b = [{"_rss_mb": 200.0, "_seconds": 4.0, "_cpu_s": 3.0}]
+    stats = {"kind": "x", "documents": 7, "stages": {"one": summarise(a), "two": summarise(b)},
+             "signatures": summarise([]), "bloom": {"pieces": 8}}
+    t = task_totals(stats)
+    assert (t["tasks"], t["_seconds"], t["_cpu_s"], t["_rss_mb"]) == (3, 7.0, 4.75, 300.0)
+    assert sorted(t["rounds"]) == ["signatures", "stages.one", "stages.two"]
+    assert t["rounds"]["stages.one"]["task_cpu_s"] == 1.75
+
+
+def test_a_tasks_peak_memory_is_its_own():
+    """A Ray worker runs many tasks; each task's `_rss_mb` is measured from its own start
+    (VmHWM reset), so a big earlier task does not show up as a later task's peak."""
+    import numpy as np
+
+    from dolma_prep.pipeline.runtime import peak_rss_mb, reset_peak_rss
+
+    big = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
+    high = peak_rss_mb()
+    del big
+    assert reset_peak_rss()
+    assert peak_rss_mb() < high - 200

@@ -9,10 +9,11 @@ under --scratch): storage every node reaches. A kind that finished keeps a done 
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Any
 
 from .. import io
-from ..runtime import read_marker, write_marker
+from ..runtime import read_marker, task_totals, write_marker
 from ..steps import Step
 from .select import dedup_attribute
 
@@ -51,7 +52,11 @@ def run_dedup(mix, shards: list, ctx: dict, progress=None) -> dict[str, dict]:
             params = cfg.model_dump()
         attribute = params.pop("attribute", dedup_attribute(kind, cfg))
         pairs = [(s.path, io.join(mix.output, "attributes", attribute, s.rel)) for s in shards]
-        stats = counts_only(runner(kind)(pairs, attribute, io.join(ctx["work"], "dedup", kind), **params))
+        raw = runner(kind)(pairs, attribute, io.join(ctx["work"], "dedup", kind), **params)
+        # timings and memory beside the marker, never in it: the manifest is built from markers
+        io.write_text_atomic(io.join(mix.output, "_state", "dedup", "timing", kind + ".json"),
+                             json.dumps(task_totals(raw), sort_keys=True, indent=1))
+        stats = counts_only(raw)
         stats["attribute"] = attribute
         write_marker(mix.output, "dedup", kind, stats)
         results[kind] = stats
