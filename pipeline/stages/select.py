@@ -19,6 +19,8 @@ from ..steps import Step
 from .common import Rejects, attributes_path, dropped_path, kept_path, mix_of
 
 DOC_LEVEL_DEDUP = ("exact", "minhash", "decontaminate")
+# documents per round trip to the filter process (filters.FilterSet.decide_many)
+BLOCK = 256
 
 
 def attribute_names(mix) -> list[str]:
@@ -112,10 +114,40 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
     dropped: dict[str, int] = {}
     n_in = n_kept = chars_in = chars_out = chars_replaced = 0
     replaced_by: dict[str, int] = {}
+
+    def finish(block: list[tuple[dict, dict, str | None]]) -> None:
+        """Decide a block of joined documents (filters in one round trip), then write each."""
+        nonlocal n_kept, chars_out, chars_replaced
+        ask = [i for i, (_, _, reason) in enumerate(block) if reason is None]
+        decided = filters.decide_many([{**block[i][0], "attributes": block[i][1]} for i in ask]) if ask else []
+        reasons = [reason for _, _, reason in block]
+        for i, r in zip(ask, decided):
+            reasons[i] = r
+        for (doc, attrs, _), reason in zip(block, reasons):
+            text = doc["text"]
+            replaced = None
+            if reason is None and rules:
+                text = replace_spans(text, attrs, rules)
+                replaced = replaced_chars(len(doc["text"]), attrs, rules)
+            if reason is None and len(text.strip()) < max(min_len, 1):
+                reason = f"min_text_length: {len(text.strip())} < {max(min_len, 1)}"
+            if reason is not None:
+                dropped[reason] = dropped.get(reason, 0) + 1
+                drop_w.write_line({"id": doc["id"], "reason": reason})
+                continue
+            n_kept += 1
+            chars_out += len(text)
+            if replaced is not None:
+                chars_replaced += replaced[0]
+                for a, n in replaced[1].items():
+                    replaced_by[a] = replaced_by.get(a, 0) + n
+            kept_w.write_line({**doc, "text": text})
+
     with ExitStack() as stack:
         attr_iters = [(n, attributes_path(ctx, n, shard), io.read_jsonl(attributes_path(ctx, n, shard))) for n in names]
         kept_w = stack.enter_context(io.AtomicWriter(kept_path(ctx, shard)))
         drop_w = stack.enter_context(io.AtomicWriter(dropped_path(ctx, shard)))
+        block: list[tuple[dict, dict, str | None]] = []
         for rec in io.read_documents(shard.path):
             if rec.fatal:
                 if read_rejects is not None:
@@ -146,27 +178,11 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
             if problem:
                 rejects.add(rec.path, rec.line, problem)
                 continue
-            reason = next((f"dedup: {a}" for a in doc_level if attrs.get(a)), None)
-            if reason is None:
-                reason = filters.decide({**doc, "attributes": attrs})
-            text = doc["text"]
-            replaced = None
-            if reason is None and rules:
-                text = replace_spans(text, attrs, rules)
-                replaced = replaced_chars(len(doc["text"]), attrs, rules)
-            if reason is None and len(text.strip()) < max(min_len, 1):
-                reason = f"min_text_length: {len(text.strip())} < {max(min_len, 1)}"
-            if reason is not None:
-                dropped[reason] = dropped.get(reason, 0) + 1
-                drop_w.write_line({"id": doc["id"], "reason": reason})
-                continue
-            n_kept += 1
-            chars_out += len(text)
-            if replaced is not None:
-                chars_replaced += replaced[0]
-                for a, n in replaced[1].items():
-                    replaced_by[a] = replaced_by.get(a, 0) + n
-            kept_w.write_line({**doc, "text": text})
+            block.append((doc, attrs, next((f"dedup: {a}" for a in doc_level if attrs.get(a)), None)))
+            if len(block) == BLOCK:
+                finish(block)
+                block = []
+        finish(block)
     rejects.commit()
     read = {}
     if read_rejects is not None:
