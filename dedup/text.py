@@ -98,15 +98,13 @@ class TokenHasher:
 
     def __call__(self, tokens: list[str]) -> np.ndarray:
         cache = self.cache
-        out = np.empty(len(tokens), dtype=np.uint64)
-        seed = self.seed
-        h = xxhash.xxh3_64_intdigest
-        for i, t in enumerate(tokens):
-            v = cache.get(t)
-            if v is None:
-                v = h(t.encode("utf-8", "surrogatepass"), seed)
-                cache[t] = v
-            out[i] = v
+        missing = set(tokens).difference(cache)
+        if missing:
+            seed = self.seed
+            h = xxhash.xxh3_64_intdigest
+            for t in missing:
+                cache[t] = h(t.encode("utf-8", "surrogatepass"), seed)
+        out = np.fromiter(map(cache.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
         if len(cache) > self.max_cache:
             cache.clear()
         return out
