@@ -28,18 +28,20 @@ W processes, with our reader and writer (`pipeline.io`): what any pipeline pays 
 
 Reported: wall and CPU seconds (CPU of the whole process tree: /proc sampled every 0.2 s, and
 getrusage(RUSAGE_CHILDREN) after it ends; the larger is used), dolma / ours ratios, the run's
-cost as a multiple of the floor per step (task-seconds from the done markers' `_seconds`;
-dedup, a global step, is what remains of the run's worker-seconds), the 1 -> W speed-up,
+cost as a multiple of the floor's CPU-seconds per step (the CPU-seconds of the step's tasks,
+from the done markers' `_cpu_s`, and for dedup, a global step, from its timing file; "rest" is
+the run's CPU outside tasks: Ray, the driver, filter helper processes), the 1 -> W speed-up,
 peak worker RSS (the markers' `_rss_mb`) and, with --memory-check, peak worker RSS at a
 quarter of the input vs the whole (4x). Load average is printed with every measurement.
 
-    python benchmarks/e2e.py [--target-mb 200] [--workers 2] [--skip-dolma] [--memory-check]
+    python benchmarks/e2e.py [--target-mb 200] [--workers 2] [--skip-dolma] [--memory-check] [--token-targets]
     python benchmarks/e2e.py --target-mb 5 --memory-check    # a quick check of the script
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import glob
 import gzip
 import importlib.util
 import json
@@ -182,9 +184,10 @@ def markers(out: str) -> dict:
                 m = json.load(open(os.path.join(dp, f)))
                 if "_seconds" not in m:
                     continue
-                s = steps.setdefault(step, {"task_s": 0.0, "tasks": 0, "rss_mb": 0.0})
+                s = steps.setdefault(step, {"task_s": 0.0, "cpu_s": 0.0, "tasks": 0, "rss_mb": 0.0})
                 s["task_s"] += m["_seconds"]
-                s["tasks"] += 1
+                s["cpu_s"] += m.get("_cpu_s", 0.0)
+                s["tasks"] += m.get("tasks", 1)  # a global step's timing file sums its rounds
                 s["rss_mb"] = max(s["rss_mb"], m.get("_rss_mb", 0.0))
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     return {"steps": steps, "peak_worker_rss_mb": max([s["rss_mb"] for s in steps.values()] or [0.0]),
@@ -213,7 +216,23 @@ def _add_sequences(npy: str, seqs: dict) -> None:
             seqs.setdefault(row[2], []).append(arr[int(row[0]):int(row[1])].tobytes())
 
 
-def compare_documents(ours: dict, theirs: dict, root: str) -> dict:
+def spans_by_id(folder: str) -> dict:
+    """{document id: sorted (start, end) of its paragraph-dedup spans} over an attribute folder."""
+    out: dict = {}
+    for dp, _, files in os.walk(folder):
+        for f in files:
+            with gzip.open(os.path.join(dp, f), "rt", encoding="utf-8") as fh:
+                for line in fh:
+                    obj = json.loads(line)
+                    out[obj["id"]] = sorted((int(a), int(b)) for a, b, *_ in obj["attributes"].get(ATTR) or [])
+    return out
+
+
+def differing_ids(a: dict, b: dict) -> set:
+    return {k for k in set(a) | set(b) if a.get(k, []) != b.get(k, [])}
+
+
+def compare_documents(ours: dict, theirs: dict, root: str, order_dependent: set | None = None) -> dict:
     """Do both sides' token arrays hold the same documents? Same document ids (with the same
     number of copies), and per id the same token sequence, except where the two differ only in
     paragraphs that paragraph dedup may drop from either copy: dolma's dedupe (a Bloom filter
@@ -246,11 +265,15 @@ def compare_documents(ours: dict, theirs: dict, root: str) -> dict:
                         for p in json.loads(line)["text"].split("\n"):
                             if p.strip() in need:
                                 seen[p.strip()] += 1
-    unexplained = [k for k in differ if any(seen[p] < 2 for p in wanted[k])]
+    repeated = [k for k in differ if all(seen[p] >= 2 for p in wanted[k])]
+    # what dolma's own dedupe decides differently at W processes than at 1 (process order)
+    by_order = [k for k in differ if k not in repeated and order_dependent is not None and k in order_dependent]
+    unexplained = [k for k in differ if k not in repeated and k not in by_order]
     return {"same_documents": ids_equal and not unexplained, "ids_equal": ids_equal,
             "documents_ours": sum(map(len, ours.values())), "documents_dolma": sum(map(len, theirs.values())),
             "identical_sequences": sum(1 for k in ours if k in theirs and k not in differ),
-            "differ_in_duplicate_paragraphs_only": len(differ) - len(unexplained),
+            "differ_in_duplicate_paragraphs_only": len(repeated),
+            "differ_where_dolma_itself_depends_on_process_order": len(by_order),
             "unexplained_count": len(unexplained), "unexplained": unexplained[:20], "only_ours": sorted(set(ours) - set(theirs))[:20],
             "only_dolma": sorted(set(theirs) - set(ours))[:20]}
 
@@ -267,7 +290,7 @@ def with_config(exe: str, command: str, config: dict, work: str, env: dict) -> d
         json.dump(config, f)
     return measure([exe, "-c", path, command], env=env)
 
-def run_dolma(root: str, info: dict, work: str, workers: int) -> dict:
+def run_dolma(root: str, info: dict, work: str, workers: int, order_check: bool = True) -> dict:
     """dolma tag -> dedupe -> mix -> tokens on a copy of the input (the copy is not timed)."""
     shutil.rmtree(work, ignore_errors=True)
     docs = os.path.join(work, "documents")
@@ -298,6 +321,14 @@ def run_dolma(root: str, info: dict, work: str, workers: int) -> dict:
            "processes": workers}
     steps["mix"] = with_config(exe, "mix", mix, work, env)
     print(_fmt("  dolma mix", steps["mix"]), flush=True)
+    if order_check:
+        # untimed: the same dedupe in one process, shards in our order (the order ours uses at
+        # any worker count), to tell differences of process order from differences of method
+        one = {**dedupe, "documents": sorted(glob.glob(glob_)), "processes": 1,
+               "dedupe": {**dedupe["dedupe"], "name": "dd1"},
+               "bloom_filter": {**dedupe["bloom_filter"], "file": os.path.join(work, "bloom1.bin")}}
+        r = with_config(exe, "dedupe", one, work, env)
+        print(_fmt("  dolma dedupe, 1 process (untimed order check)", r), flush=True)
     tokens = os.path.join(work, "tokens")
     steps["tokens"] = measure([exe, "tokens", "--documents", os.path.join(mixed, "*"), "--destination", tokens,
                                "--tokenizer.name_or_path", TOKENIZER, "--tokenizer.eos_token_id", str(EOS),
@@ -310,6 +341,8 @@ def run_dolma(root: str, info: dict, work: str, workers: int) -> dict:
             _add_sequences(os.path.join(tokens, f), seqs)
     total = {"wall_s": sum(s["wall_s"] for s in steps.values()), "cpu_s": sum(s["cpu_s"] for s in steps.values()),
              "steps": steps, "sequences": seqs}
+    if order_check:
+        total["spans"] = {n: spans_by_id(os.path.join(work, "attributes", n)) for n in ("dd", "dd1")}
     return total
 
 
@@ -363,6 +396,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-dolma", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true", help="no run at 1 worker")
+    ap.add_argument("--token-targets", action="store_true",
+                    help="also run ours with a token target per source (tokenize once: count + tokenize cost)")
     ap.add_argument("--memory-check", action="store_true", help="also run ours on a quarter of the input (1x vs 4x)")
     args = ap.parse_args()
     W = args.workers
@@ -386,32 +421,66 @@ def main() -> int:
     print(_fmt(f"dolma-prep run --workers {W}", ours) + f"  engine {ours['engine']}", flush=True)
 
     fl = res["floor"]
-    print(f"\ncost vs the floor ({fl['task_s']:.1f} task-s, {fl['cpu_s']:.1f} cpu-s for the whole input):")
-    shard_task_s = 0.0
+    print(f"\ncost vs the floor ({fl['cpu_s']:.1f} cpu-s for the whole input, {fl['task_cpu_s']:.1f} of them in its "
+          f"tasks), CPU-seconds of each step's tasks (their wall task-seconds beside):")
+    task_cpu = 0.0
     for step, s in ours["steps"].items():
-        shard_task_s += s["task_s"]
-        print(f"  {step:10s} {s['task_s']:8.1f} task-s = {s['task_s'] / fl['task_s']:5.2f} x floor  "
-              f"(peak worker RSS {s['rss_mb']:.0f} MB)")
-    rest = ours["wall_s"] * W - shard_task_s
-    print(f"  {'rest':10s} {rest:8.1f} worker-s = {rest / fl['task_s']:5.2f} x floor  (dedup, a global step, "
-          f"driver and Ray start-up: run wall x workers - shard task-seconds)")
+        task_cpu += s["cpu_s"]
+        print(f"  {step:10s} {s['cpu_s']:8.1f} cpu-s = {s['cpu_s'] / fl['cpu_s']:5.2f} x floor  "
+              f"({s['tasks']} tasks, {s['task_s']:.1f} task-s, peak worker RSS {s['rss_mb']:.0f} MB)")
+    rest = ours["cpu_s"] - task_cpu
+    print(f"  {'rest':10s} {rest:8.1f} cpu-s = {rest / fl['cpu_s']:5.2f} x floor  (outside tasks: Ray's processes and "
+          f"start-up, the driver, filter helper processes)")
     print(f"  whole run: {ours['cpu_s']:.1f} cpu-s = {ours['cpu_s'] / fl['cpu_s']:.2f} x the floor's cpu-s; "
           f"wall {ours['wall_s']:.1f} s = {ours['wall_s'] / fl['wall_s']:.2f} x", flush=True)
     res["vs_floor"] = {"cpu": ours["cpu_s"] / fl["cpu_s"], "wall": ours["wall_s"] / fl["wall_s"],
-                       "steps": {k: v["task_s"] / fl["task_s"] for k, v in ours["steps"].items()},
-                       "rest": rest / fl["task_s"]}
+                       "steps": {k: v["cpu_s"] / fl["cpu_s"] for k, v in ours["steps"].items()},
+                       "rest": rest / fl["cpu_s"]}
+
+    if args.token_targets:
+        # the same mix with a token target per source (half of what the run above produced):
+        # the count step encodes every kept document, sample picks documents by those lengths,
+        # tokenize writes the ids count stored. Tokenize-once means count + tokenize here cost
+        # about what tokenize alone costs without targets.
+        manifest = json.load(open(os.path.join(data, f"out-w{W}", "manifest.json")))
+        halves = {name: int(src["tokens"] // 2) for name, src in manifest["sources"].items()}
+        tmix = os.path.join(data, "mix-targets.yaml")
+        with open(tmix, "w") as f:
+            f.write(MIX.format(attr=ATTR, eos=EOS, pad=PAD, sources="\n".join(
+                SOURCE.format(s=s, attr=ATTR)[:-1] + f", tokens: {halves[s]}}}" for s in sources)))
+        tt = res["ours_token_targets"] = run_ours(tmix, root, os.path.join(data, "out-targets"), W)
+        print(_fmt(f"dolma-prep run --workers {W}, token targets (half of each source)", tt), flush=True)
+        enc = {k: tt["steps"].get(k, {}).get("cpu_s", 0.0) for k in ("count", "sample", "tokenize")}
+        print(f"  count {enc['count']:.1f} + sample {enc['sample']:.1f} + tokenize {enc['tokenize']:.1f} cpu-s with "
+              f"targets ({tt['tokens']:,} tokens written) vs tokenize {ours['steps']['tokenize']['cpu_s']:.1f} cpu-s "
+              f"without ({ours['tokens']:,} tokens)", flush=True)
+        res["token_targets"] = {**enc, "tokenize_without_targets": ours["steps"]["tokenize"]["cpu_s"],
+                                "tokens": tt["tokens"]}
 
     if not args.skip_dolma and os.path.exists(os.path.join(DOLMA, "bin", "dolma")):
         print(f"dolma 1.2.1, --processes {W}:", flush=True)
         d = run_dolma(root, info, os.path.join(data, "dolma"), W)
-        cmp = compare_documents(our_sequences(os.path.join(data, f"out-w{W}")), d.pop("sequences"), root)
+        spans = d.pop("spans", None)
+        order = method = None
+        if spans:
+            ours_spans = spans_by_id(os.path.join(data, f"out-w{W}", "attributes", ATTR))
+            order = differing_ids(spans["dd"], spans["dd1"])
+            method = differing_ids(ours_spans, spans["dd1"])
+            print(f"paragraph dedup spans: dolma {W} processes vs dolma 1 process differ on {len(order):,} documents "
+                  f"(process order); ours vs dolma 1 process (same order) differ on {len(method):,} of "
+                  f"{len(ours_spans):,} {sorted(method)[:5]}", flush=True)
+        cmp = compare_documents(our_sequences(os.path.join(data, f"out-w{W}")), d.pop("sequences"), root, order)
+        if method is not None:
+            cmp["spans_differ_dolma_w_vs_1"] = len(order)
+            cmp["spans_differ_ours_vs_dolma_1"] = len(method)
         same = cmp["same_documents"]
         print(_fmt("dolma tag+dedupe+mix+tokens", {**d, "load_before": d["steps"]["tag"]["load_before"],
                                                    "load_after": d["steps"]["tokens"]["load_after"]}))
         print(f"same documents in the token arrays: {same} ({cmp['documents_ours']:,} ours, "
               f"{cmp['documents_dolma']:,} dolma; same ids: {cmp['ids_equal']}; identical token sequences: "
               f"{cmp['identical_sequences']:,}; differing only in which copy of a repeated paragraph dedup kept: "
-              f"{cmp['differ_in_duplicate_paragraphs_only']}; unexplained: {cmp['unexplained_count']} "
+              f"{cmp['differ_in_duplicate_paragraphs_only']}; where dolma's own dedupe depends on its process order: "
+              f"{cmp['differ_where_dolma_itself_depends_on_process_order']}; unexplained: {cmp['unexplained_count']} "
               f"{cmp['unexplained'][:5]}; only ours {cmp['only_ours'][:5]}, only dolma {cmp['only_dolma'][:5]})")
         print(f"dolma / ours: wall {d['wall_s'] / ours['wall_s']:.2f}x, cpu {d['cpu_s'] / ours['cpu_s']:.2f}x", flush=True)
         res["dolma"] = d
