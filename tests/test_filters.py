@@ -238,3 +238,25 @@ def test_helper_process_cost_per_document():
     print(f"\n{len(docs)} docs: in-process {t_direct * 1e6:.0f} us/doc, bounded helper {t_bounded * 1e6:.0f} us/doc "
           f"(decide), {t_many * 1e6:.0f} us/doc (decide_many)")
     assert t_bounded < t_direct * 5 + 200e-6 and t_many < t_direct * 3 + 100e-6
+
+
+def test_sources_without_own_filters_share_one_filter_process(tmp_path):
+    """select keeps one FilterSet (one helper process) per worker for every source that only
+    has the mix-level rules; a source with rules of its own gets its own set, mix rules first."""
+    from dolma_prep.pipeline.mixfile import load_mix
+    from dolma_prep.pipeline.stages.select import _filterset
+
+    mix = tmp_path / "m.yaml"
+    mix.write_text("name: m\nfilters: {exclude: ['.attributes.x']}\nsources:\n"
+                   "  - {name: a, documents: ['a/*.gz']}\n  - {name: b, documents: ['b/*.gz']}\n"
+                   "  - {name: c, documents: ['c/*.gz'], filters: {include: ['.attributes.y']}}\n")
+    blob = load_mix(str(mix)).model_dump_json()
+    a, b, c = (_filterset(blob, s) for s in "abc")
+    assert a is b and a is not c
+    assert a.where == "filters" and [e.source for e in a.exclude] == [".attributes.x"]
+    assert c.where == "sources[c].filters" and [e.source for e in c.exclude] == [".attributes.x"]
+    assert [e.source for e in c.include] == [".attributes.y"]
+    doc = {"id": "1", "text": "t", "attributes": {"x": True, "y": True}}
+    assert a.decide(doc) == "exclude: .attributes.x" and b.decide({**doc, "attributes": {}}) is None
+    assert c.decide({**doc, "attributes": {"y": True}}) is None
+    assert c.decide({**doc, "attributes": {}}) == "include: no rule matched"

@@ -43,11 +43,17 @@ def dedup_attribute(kind: str, cfg) -> str:
 
 
 @lru_cache(maxsize=64)
-def _filterset(blob: str, source: str) -> FilterSet:
+def _filterset(blob: str, source: str | None) -> FilterSet:
+    """A source's filters (one helper process per worker and FilterSet). Sources without
+    filters of their own share the mix-level set (source None): one helper, not one each."""
     from .common import _mix
 
     mix = _mix(blob)
-    src = next(s for s in mix.sources if s.name == source)
+    src = next((s for s in mix.sources if s.name == source), None)
+    if src is None or not (src.filters and (src.filters.include or src.filters.exclude)):
+        if source is not None:
+            return _filterset(blob, None)
+        return FilterSet(mix.filters.include, mix.filters.exclude, where="filters")
     f = mix.source_filters(src)
     return FilterSet(f.include, f.exclude, where=f"sources[{source}].filters")
 
