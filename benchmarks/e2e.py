@@ -34,7 +34,7 @@ the run's CPU outside tasks: Ray, the driver, filter helper processes), the 1 ->
 peak worker RSS (the markers' `_rss_mb`) and, with --memory-check, peak worker RSS at a
 quarter of the input vs the whole (4x). Load average is printed with every measurement.
 
-    python benchmarks/e2e.py [--target-mb 200] [--workers 2] [--skip-dolma] [--memory-check] [--token-targets]
+    python benchmarks/e2e.py [--target-mb 200] [--workers 2] [--skip-dolma] [--memory-check] [--token-targets] [--anneal]
     python benchmarks/e2e.py --target-mb 5 --memory-check    # a quick check of the script
 """
 from __future__ import annotations
@@ -366,7 +366,9 @@ def one(args):
     return {"documents": n, "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
 
 root, out, workers, result = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-files = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs if f.endswith(".jsonl.gz"))
+only = set(sys.argv[5].split(",")) if len(sys.argv) > 5 else None  # these sources' folders only
+files = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs if f.endswith(".jsonl.gz")
+               and (only is None or os.path.relpath(dp, root).split(os.sep)[0] in only))
 jobs = [(p, os.path.join(out, os.path.relpath(p, root))) for p in files]
 with ProcessPoolExecutor(workers) as ex:
     res = list(ex.map(one, jobs))
@@ -376,10 +378,10 @@ with open(result, "w") as f:
 """
 
 
-def run_floor(root: str, out: str, workers: int) -> dict:
+def run_floor(root: str, out: str, workers: int, sources: list[str] | None = None) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     proc_out = out + "-result.json"
-    r = measure([sys.executable, "-c", FLOOR, root, out, str(workers), proc_out])
+    r = measure([sys.executable, "-c", FLOOR, root, out, str(workers), proc_out] + ([",".join(sources)] if sources else []))
     r.update(json.load(open(proc_out)))
     shutil.rmtree(out, ignore_errors=True)
     os.remove(proc_out)
@@ -396,6 +398,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-dolma", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true", help="no run at 1 worker")
+    ap.add_argument("--anneal", action="store_true",
+                    help="also run mixes/anneal.yaml on the same input and report it against its sources' floor")
     ap.add_argument("--token-targets", action="store_true",
                     help="also run ours with a token target per source (tokenize once: count + tokenize cost)")
     ap.add_argument("--memory-check", action="store_true", help="also run ours on a quarter of the input (1x vs 4x)")
@@ -456,6 +460,30 @@ def main() -> int:
               f"without ({ours['tokens']:,} tokens)", flush=True)
         res["token_targets"] = {**enc, "tokenize_without_targets": ours["steps"]["tokenize"]["cpu_s"],
                                 "tokens": tt["tokens"]}
+
+    if args.anneal:
+        # the product's own anneal mix (mixes/anneal.yaml: 12 of the 17 sources, exact dedup, a
+        # length rule, token targets scaled to the data) on the same input, vs the floor of
+        # those 12 sources' files
+        import yaml
+
+        anneal = os.path.join(REPO, "mixes", "anneal.yaml")
+        names = [s["name"] for s in yaml.safe_load(open(anneal))["sources"]]
+        afl = res["floor_anneal"] = run_floor(root, os.path.join(data, "floor-anneal"), W, names)
+        print(_fmt(f"floor of the anneal sources ({len(names)})", afl), flush=True)
+        an = res["ours_anneal"] = run_ours(anneal, root, os.path.join(data, "out-anneal"), W)
+        print(_fmt(f"dolma-prep run mixes/anneal.yaml --workers {W}", an), flush=True)
+        task_cpu = 0.0
+        for step, s in an["steps"].items():
+            task_cpu += s["cpu_s"]
+            print(f"  {step:10s} {s['cpu_s']:8.1f} cpu-s = {s['cpu_s'] / afl['cpu_s']:5.2f} x floor  "
+                  f"({s['tasks']} tasks, peak worker RSS {s['rss_mb']:.0f} MB)")
+        print(f"  {'rest':10s} {an['cpu_s'] - task_cpu:8.1f} cpu-s = {(an['cpu_s'] - task_cpu) / afl['cpu_s']:5.2f} x floor")
+        print(f"  anneal run: {an['cpu_s']:.1f} cpu-s = {an['cpu_s'] / afl['cpu_s']:.2f} x its floor's cpu-s "
+              f"({an['tokens']:,} tokens)", flush=True)
+        res["anneal_vs_floor"] = {"cpu": an["cpu_s"] / afl["cpu_s"],
+                                  "steps": {k: v["cpu_s"] / afl["cpu_s"] for k, v in an["steps"].items()},
+                                  "rest": (an["cpu_s"] - task_cpu) / afl["cpu_s"]}
 
     if not args.skip_dolma and os.path.exists(os.path.join(DOLMA, "bin", "dolma")):
         print(f"dolma 1.2.1, --processes {W}:", flush=True)
