@@ -184,7 +184,10 @@ def markers(out: str) -> dict:
                 m = json.load(open(os.path.join(dp, f)))
                 if "_seconds" not in m:
                     continue
-                s = steps.setdefault(step, {"task_s": 0.0, "cpu_s": 0.0, "tasks": 0, "rss_mb": 0.0})
+                s = steps.setdefault(step, {"task_s": 0.0, "cpu_s": 0.0, "tasks": 0, "rss_mb": 0.0, "task_rss_mb": 0.0})
+                # what one task itself added to the worker's memory
+                growth = m["_rss_mb"] - m["_rss_start_mb"] if "_rss_start_mb" in m else m.get("_rss_growth_mb", 0.0)
+                s["task_rss_mb"] = max(s["task_rss_mb"], growth)
                 s["task_s"] += m["_seconds"]
                 s["cpu_s"] += m.get("_cpu_s", 0.0)
                 s["tasks"] += m.get("tasks", 1)  # a global step's timing file sums its rounds
@@ -531,10 +534,17 @@ def main() -> int:
         q = res["ours_quarter"] = run_ours(small_mix, small_root, os.path.join(os.path.dirname(small_root), "out"), W)
         print(_fmt(f"dolma-prep run, 1/4 of the input, {W} w", q))
         print(f"peak worker RSS: {q['peak_worker_rss_mb']:.0f} MB at 1x ({small_info['bytes'] / 1e6:.0f} MB) vs "
-              f"{ours['peak_worker_rss_mb']:.0f} MB at 4x ({info['bytes'] / 1e6:.0f} MB)")
+              f"{ours['peak_worker_rss_mb']:.0f} MB at 4x ({info['bytes'] / 1e6:.0f} MB); per step, peak (largest "
+              f"growth within one task) at 1x -> 4x:")
+        for step in ours["steps"]:
+            a, b = q["steps"].get(step, {}), ours["steps"][step]
+            print(f"  {step:10s} {a.get('rss_mb', 0):6.0f} ({a.get('task_rss_mb', 0):4.0f}) -> "
+                  f"{b['rss_mb']:6.0f} ({b['task_rss_mb']:4.0f}) MB")
         res["memory"] = {"rss_1x_mb": q["peak_worker_rss_mb"], "rss_4x_mb": ours["peak_worker_rss_mb"],
                          "per_step_1x": {k: v["rss_mb"] for k, v in q["steps"].items()},
-                         "per_step_4x": {k: v["rss_mb"] for k, v in ours["steps"].items()}}
+                         "per_step_4x": {k: v["rss_mb"] for k, v in ours["steps"].items()},
+                         "task_growth_1x": {k: v["task_rss_mb"] for k, v in q["steps"].items()},
+                         "task_growth_4x": {k: v["task_rss_mb"] for k, v in ours["steps"].items()}}
 
     with open(os.path.join(data, "results.json"), "w") as f:
         json.dump(res, f, indent=1, default=str)

@@ -96,6 +96,37 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc `malloc_trim`) after a task, so that a
+    long-lived Ray worker does not keep an earlier task's peak resident (and the next task's
+    `_rss_mb` starts from what is live). A no-op where glibc is absent."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
+
+
+def current_rss_mb() -> float:
+    """This process's resident set size now, in MiB (0.0 where /proc is absent)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process since `reset_peak_rss` (or its start), in MiB
     (VmHWM where /proc exists: `ru_maxrss` survives exec on Linux, so a process started from
@@ -124,13 +155,16 @@ def _node_id() -> str:
 def _call(fn: Callable, args: tuple, kwargs: dict, marker: str | None) -> dict:
     """The body of every task: run, add the task's own statistics, write the done marker."""
     reset_peak_rss()
+    rss_start = current_rss_mb()
     start, cpu = time.perf_counter(), time.process_time()
     out = dict(fn(*args, **kwargs) or {})
     out["node"] = _node_id()
     out["_rss_mb"] = round(peak_rss_mb(), 1)
+    out["_rss_start_mb"] = round(rss_start, 1)  # what the worker held before (Ray, modules, caches)
     out["_pid"] = os.getpid()
     out["_seconds"] = round(time.perf_counter() - start, 3)
     out["_cpu_s"] = round(time.process_time() - cpu, 3)  # this process's CPU (its threads too)
+    release_free_memory()
     if marker is not None:
         io.write_text_atomic(marker, json.dumps(out, sort_keys=True, indent=1))
     return out
@@ -158,7 +192,7 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
       writes `<state>/<name>/<key>.json` holding its result, and a later run returns the
       recorded result instead of running the task again (resume);
     - per-task statistics added to each result: `node`, `_rss_mb` (the worker's peak memory
-      during this task),
+      during this task), `_rss_start_mb` (its memory when the task began),
       `_pid`, `_seconds` (wall), `_cpu_s` (the worker's CPU time);
     - progress: one bar per call of `run_tasks`, documents counted from `documents_in`.
 
@@ -224,12 +258,14 @@ def map_shards(stage: str, fn: Callable[[Shard, dict], dict], shards: list[Shard
 
 
 def summarise(results: list[dict]) -> dict:
-    """Peak worker memory, busy time and CPU time of a round of tasks, from their results."""
+    """Peak worker memory, busy time, CPU time and the most memory one task added to its
+    worker, of a round of tasks, from their results."""
     if not results:
-        return {"tasks": 0, "peak_worker_rss_mb": 0.0, "task_seconds": 0.0, "task_cpu_s": 0.0}
+        return {"tasks": 0, "peak_worker_rss_mb": 0.0, "task_seconds": 0.0, "task_cpu_s": 0.0, "task_rss_growth_mb": 0.0}
     return {"tasks": len(results), "peak_worker_rss_mb": round(max(r["_rss_mb"] for r in results), 1),
             "task_seconds": round(sum(r["_seconds"] for r in results), 3),
-            "task_cpu_s": round(sum(r.get("_cpu_s", 0.0) for r in results), 3)}
+            "task_cpu_s": round(sum(r.get("_cpu_s", 0.0) for r in results), 3),
+            "task_rss_growth_mb": round(max(r["_rss_mb"] - r.get("_rss_start_mb", r["_rss_mb"]) for r in results), 1)}
 
 
 def task_rounds(stats, prefix: str = "") -> dict[str, dict]:
@@ -253,6 +289,7 @@ def task_totals(stats) -> dict:
             "_seconds": round(sum(r["task_seconds"] for r in rounds.values()), 3),
             "_cpu_s": round(sum(r.get("task_cpu_s", 0.0) for r in rounds.values()), 3),
             "_rss_mb": max([r["peak_worker_rss_mb"] for r in rounds.values()] or [0.0]),
+            "_rss_growth_mb": max([r.get("task_rss_growth_mb", 0.0) for r in rounds.values()] or [0.0]),
             "rounds": rounds}
 
 

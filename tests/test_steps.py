@@ -126,6 +126,7 @@ def test_task_totals_adds_up_every_round_of_a_global_step():
     assert (t["tasks"], t["_seconds"], t["_cpu_s"], t["_rss_mb"]) == (3, 7.0, 4.75, 300.0)
     assert sorted(t["rounds"]) == ["signatures", "stages.one", "stages.two"]
     assert t["rounds"]["stages.one"]["task_cpu_s"] == 1.75
+    assert t["_rss_growth_mb"] == 0.0  # these results carry no start figure: no growth claimed
 
 
 def test_a_tasks_peak_memory_is_its_own():
