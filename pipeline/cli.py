@@ -362,7 +362,7 @@ def _cmd_mix_search(args: argparse.Namespace) -> int:
         max_repetition=args.max_repetition, concentration=args.concentration, regression=args.regression,
         folds=args.folds, samples=args.samples, top=args.top, holdout=args.holdout, eval_sets=args.eval_sets or [],
         eval_tokens=args.eval_tokens, verify_seeds=args.verify_seeds, seed=args.seed,
-        cpus_per_proxy=args.cpus_per_proxy, gpus_per_proxy=args.gpus_per_proxy, write_mix=args.write_mix,
+        proxy_seeds=args.proxy_seeds, cpus_per_proxy=args.cpus_per_proxy, gpus_per_proxy=args.gpus_per_proxy, write_mix=args.write_mix,
         html=args.html)  # fmt: skip
     try:
         s = search(args.mix, args.pool, opts, workers=args.workers, ray_address=args.ray_address,
@@ -652,6 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--verify-seeds", type=int, default=1,
                     help="fresh-seed retrainings of the proposal, the base and the best proxy's mixture (default 1)")
     ms.add_argument("--seed", type=int, default=0, help="seed of candidates, proxies, folds and verification")
+    ms.add_argument("--proxy-seeds", choices=["common", "independent"], default="common",
+                    help="common: every proxy trains with one seed (same init and data order), so proxies differ "
+                         "by their mixture only (default); independent: a seed per proxy")
     ms.add_argument("--cpus-per-proxy", type=float, default=1, help="CPUs (and torch threads) per proxy task (default 1)")
     ms.add_argument("--gpus-per-proxy", type=float, default=0, help="GPUs per proxy task; > 0 trains on cuda")
     ms.add_argument("--write-mix", metavar="PATH", help="where to write the proposed mix file "

@@ -47,6 +47,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_EVAL_SETS = os.path.join(REPO, "mixes", "eval-sets")
 REGRESSIONS = ("loglinear", "gbm")
 METRICS = ("loss", "bpb")
+PROXY_SEEDS = ("common", "independent")
 
 
 @dataclass
@@ -74,6 +75,7 @@ class SearchOptions:
     eval_tokens: int = 16_384
     verify_seeds: int = 1
     seed: int = 0
+    proxy_seeds: str = "common"  # common: one init/data-order seed for every proxy; independent: one each
     cpus_per_proxy: float = 1
     gpus_per_proxy: float = 0
     write_mix: str | None = None
@@ -434,6 +436,17 @@ def train_all(label: str, specs: list[dict], keys: list[str], output: str, opts:
                      num_cpus=opts.cpus_per_proxy, num_gpus=opts.gpus_per_proxy)
 
 
+def proxy_seeds(opts: SearchOptions, n: int) -> list[int]:
+    """The training seed of each proxy. `common` (default): one seed for all, so every proxy starts
+    from the same weights, reads each source's documents in the same hashed order (a larger share
+    takes a superset) and sees its batches in the same seeded order: the proxies differ by their
+    mixture only (common random numbers), and the regression is not fitting seed noise.
+    `independent`: a seed per proxy. Verification always uses fresh seeds of its own."""
+    if opts.proxy_seeds == "common":
+        return [_seed(opts.seed, "proxy")] * n
+    return [_seed(opts.seed, "proxy", i) for i in range(n)]
+
+
 # ---------------------------------------------------------------------------------------------
 # the search
 
@@ -449,6 +462,8 @@ def search(mix_path: str, pool: str, opts: SearchOptions, workers: int | None = 
         raise InputError(f"--metric must be one of {', '.join(METRICS)}, got {opts.metric!r}")
     if opts.regression not in REGRESSIONS:
         raise InputError(f"--regression must be one of {', '.join(REGRESSIONS)}, got {opts.regression!r}")
+    if opts.proxy_seeds not in PROXY_SEEDS:
+        raise InputError(f"--proxy-seeds must be one of {', '.join(PROXY_SEEDS)}, got {opts.proxy_seeds!r}")
     if opts.proxies < 4:
         raise InputError(f"--proxies {opts.proxies}: the regression and its check need at least 4 proxies")
     if opts.tokens_per_proxy <= 0 or not 0 <= opts.holdout < 1 or opts.verify_seeds < 0:
@@ -473,7 +488,7 @@ def search(mix_path: str, pool: str, opts: SearchOptions, workers: int | None = 
     pool_fp = hashlib.sha256(io.read_bytes(manifest_path)).hexdigest()[:16] if io.exists(manifest_path) else \
         _hash([(str(f.path), f.num_tokens) for f in files])
     proxies_dir = io.join(output, "proxies")
-    seeds = [_seed(opts.seed, "proxy", i) for i in range(len(candidates))]
+    seeds = proxy_seeds(opts, len(candidates))
     common = (names, pool, opts, prep_dir, prep, pool_fp, proxies_dir)
     specs, keys = proxy_specs("p", list(candidates), seeds, *common)
 

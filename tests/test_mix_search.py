@@ -83,6 +83,16 @@ def test_regression_predicts_held_out_points(kind):
     assert ms.sensitivity(model, base)[0] == min(ms.sensitivity(model, base))
 
 
+def test_proxies_share_one_seed_unless_asked_otherwise():
+    """Common random numbers: every proxy of a search trains with the same seed (same init, same
+    document and batch order), so proxies differ by their mixture only; `independent` gives a
+    seed each; both depend on --seed."""
+    common = ms.proxy_seeds(ms.SearchOptions(output="x", seed=3), 5)
+    assert len(set(common)) == 1 and common[0] != ms.proxy_seeds(ms.SearchOptions(output="x", seed=4), 1)[0]
+    indep = ms.proxy_seeds(ms.SearchOptions(output="x", seed=3, proxy_seeds="independent"), 5)
+    assert len(set(indep)) == 5
+
+
 def test_reduced_vocabulary_scores_are_a_proper_full_vocabulary_distribution():
     import torch
 
@@ -193,6 +203,7 @@ def test_small_search_end_to_end_resumes_and_is_deterministic(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = json.loads((out / "search.json").read_text())
     assert len(s["proxies"]) == 4 and s["base_from"] == "tokens per source in the pool"
+    assert len({p["seed"] for p in s["proxies"]}) == 1  # common random numbers across proxies
     assert np.allclose(s["proxies"][0]["shares"], s["base_shares"])  # the base mix is a candidate
     for p in s["proxies"]:
         assert abs(sum(p["shares"]) - 1) < 1e-9
