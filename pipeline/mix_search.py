@@ -244,26 +244,32 @@ def spearman(a, b) -> float:
 
 
 class LogLinear:
-    """log(objective) = a + b . shares, ridge on the centred shares; the ridge strength is the
-    one of a fixed grid with the least leave-one-out error (closed form: residual / (1 - leverage))."""
+    """log(objective) = a + b . shares, ridge on the standardised shares (each source's share
+    centred and divided by its spread over the proxies, so the penalty weighs every source alike
+    whether its share is 1% or 30%); the ridge strength is the one of a fixed grid with the least
+    leave-one-out error (closed form: residual / (1 - leverage)). `coef` is per unit of share."""
 
-    GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)  # in units of the standardised Gram matrix (diagonal n)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "LogLinear":
         if np.any(y <= 0):
             raise ValueError("loglinear regression needs positive objective values (losses); use --regression gbm")
+        X = np.asarray(X, dtype=float)
         z = np.log(y)
         self.mean_x, self.mean_z = X.mean(0), z.mean()
-        Xc, zc = X - self.mean_x, z - self.mean_z
+        scale = X.std(0)
+        scale[scale < 1e-12] = np.inf  # a share that never varies gets coefficient 0
+        Xs, zc = (X - self.mean_x) / scale, z - self.mean_z
         best = None
         for lam in self.GRID:
-            A = np.linalg.inv(Xc.T @ Xc + lam * np.eye(X.shape[1]))
-            coef = A @ Xc.T @ zc
-            lev = np.einsum("ij,jk,ik->i", Xc, A, Xc) + 1.0 / len(z)
-            loo = float(np.sum(((zc - Xc @ coef) / np.maximum(1 - lev, 1e-9)) ** 2))
+            A = np.linalg.inv(Xs.T @ Xs + lam * np.eye(X.shape[1]))
+            coef = A @ Xs.T @ zc
+            lev = np.einsum("ij,jk,ik->i", Xs, A, Xs) + 1.0 / len(z)
+            loo = float(np.sum(((zc - Xs @ coef) / np.maximum(1 - lev, 1e-9)) ** 2))
             if best is None or loo < best[0] - 1e-15:
                 best = (loo, lam, coef)
-        _, self.alpha, self.coef = best
+        _, self.alpha, coef_s = best
+        self.coef = coef_s / scale
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -83,6 +83,26 @@ def test_regression_predicts_held_out_points(kind):
     assert ms.sensitivity(model, base)[0] == min(ms.sensitivity(model, base))
 
 
+def test_loglinear_ridge_is_standardised_per_source():
+    """The ridge penalty weighs each source by its spread, not its raw share: scaling one
+    source's shares by a constant (its coefficient by the inverse) leaves every prediction and
+    the chosen strength unchanged, and a share that never varies gets coefficient 0."""
+    rng = np.random.Generator(np.random.PCG64(3))
+    base = np.array([0.02, 0.28, 0.3, 0.4, 0.0])
+    hi = np.array([1.0, 1, 1, 1, 0])  # as `bounds` sets them: a source the base leaves out stays out
+    X = ms.draw_mixtures(rng, base, np.zeros(5), hi, 20, 10.0)
+    assert np.all(X[:, 4] == 0) and X[:, 0].std() < 0.05  # a small source, and one left out
+    y = np.exp(2 + X @ np.array([-6.0, 0.0, 0.2, 0.1, 0.0])) * (1 + 0.002 * rng.standard_normal(len(X)))
+    a = ms.LogLinear().fit(X, y)
+    c = np.array([10.0, 1, 1, 1, 1])
+    b = ms.LogLinear().fit(X * c, y)
+    test = ms.draw_mixtures(rng, base, np.zeros(5), hi, 8, 10.0)
+    assert np.allclose(a.predict(test), b.predict(test * c), rtol=1e-9) and a.alpha == b.alpha
+    assert a.coef[4] == 0.0 and np.all(np.isfinite(a.coef))
+    assert a.coef[0] == min(a.coef) < -2  # the small source's strong effect is found, not shrunk away
+    assert ms.spearman(ms.cross_validate("loglinear", X, y, 4, seed=1), y) > 0.8
+
+
 def test_proxies_share_one_seed_unless_asked_otherwise():
     """Common random numbers: every proxy of a search trains with the same seed (same init, same
     document and batch order), so proxies differ by their mixture only; `independent` gives a
