@@ -637,9 +637,11 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--concentration", type=float,
                     help="Dirichlet concentration of the candidates around the base shares: larger stays closer "
                          "(default: the number of sources)")
-    ms.add_argument("--regression", choices=["loglinear", "gbm"], default="loglinear",
-                    help="loglinear: log objective linear in the shares, ridge (default); gbm: scikit-learn "
-                         "gradient boosting (needs more proxies)")
+    ms.add_argument("--regression", choices=["additive", "loglinear", "gbm"], default="additive",
+                    help="additive: each objective stream's loss fitted on its own (a source's held-out text: "
+                         "power law in its own share plus linear transfer) and summed (default); loglinear: log "
+                         "objective linear in the shares, ridge; gbm: scikit-learn gradient boosting (needs more "
+                         "proxies)")
     ms.add_argument("--folds", type=int, default=4, help="cross-validation folds of the held-out check (default 4)")
     ms.add_argument("--samples", type=int, default=20_000, help="mixtures the regression scores to solve (default 20,000)")
     ms.add_argument("--top", type=int, default=20, help="the proposal averages this many best-predicted samples "
