@@ -77,6 +77,22 @@ def oof_by_objective(s: dict) -> dict[str, float]:
     return out
 
 
+def paired(s: dict) -> dict:
+    """Verification trains every mixture with the same fresh seeds, so the comparison is paired:
+    per seed, proposed - base and proposed - best proxy; their mean and standard deviation
+    (seed noise of a difference, usually well under that of one mixture's objective)."""
+    import numpy as np
+
+    v = {k: np.array([r["objective"] for r in runs]) for k, runs in s["verify"].items()}
+    out = {}
+    for other in ("base", "best_proxy"):
+        if "proposed" in v and other in v and len(v[other]) == len(v["proposed"]) > 1:
+            d = v["proposed"] - v[other]
+            out[f"paired_proposed_minus_{other}"] = {"mean": float(d.mean()), "std": float(d.std(ddof=1)),
+                                                     "per_seed": [round(float(x), 4) for x in d]}
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-root", default=SHARED_CORPUS, help="documents the pool is built from (default: the "
@@ -111,6 +127,7 @@ def main() -> int:
         "verified_proposed": proposed, "verified_base": base, "verified_best_proxy": best, "base_seed_std": noise,
         "proposed_beats_base_beyond_noise": proposed < base - 2 * noise,
         "proposed_beats_best_proxy_beyond_noise": proposed < best - 2 * noise,
+        **paired(s),
         "predicted_proposed": prop["predicted"], "best_proxy_measured_own_seed": prop["best_proxy_objective"],
         "shares": dict(zip(s["sources"], (round(x, 4) for x in prop["shares"]))),
         "base_shares": dict(zip(s["sources"], (round(x, 4) for x in s["base_shares"]))),
