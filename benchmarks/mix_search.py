@@ -1,20 +1,30 @@
-"""Mix search on the bundled sample (issue 20): does the proxy regression rank held-out proxies,
-and does the proposed mix beat the base mix and the best proxy beyond seed noise?
+"""Mix search on the shared sample corpus (issue 20): does the proxy regression rank held-out
+proxies, and does the proposed mix beat the base mix and the best proxy beyond seed noise?
 
-1. the pool: `dolma-prep run mixes/anneal.yaml --data-root sample/demo --output POOL` (what
-   `make demo` runs), unless POOL already holds a manifest;
-2. `dolma-prep mix-search mixes/anneal.yaml --pool POOL --verify-seeds 3 ...` (defaults otherwise:
-   16 tiny proxies with a 2,048-id vocabulary, 250,000 tokens each, objective = mean LM loss over
-   the bundled evaluation sets), timed as a whole;
+1. the pool: `dolma-prep run mixes/anneal.yaml --data-root DATA_ROOT --scale 1 --output POOL`,
+   unless POOL already holds a manifest. DATA_ROOT defaults to the full shared corpus
+   (../shared/sample-corpus/documents, ~8M tokens over the mix's 12 sources; `--scale 1` keeps
+   every document, so the smallest sources, flan and reddit, hold ~36k tokens each instead of
+   the ~10k of sample/demo). `--data-root sample/demo` gives the old, much smaller pool;
+2. `dolma-prep mix-search mixes/anneal.yaml --pool POOL --verify-seeds 3 --objective sources
+   --holdout 0.4 --eval-tokens 32768 --proxies 64 ...` (defaults otherwise: tiny proxies with a
+   2,048-id vocabulary, 250,000 tokens each, one common seed, the additive regression; the
+   objective is each source's held-out text: the default `eval` objective rewards flan, whose
+   sample prompts come from the evaluation sets;
+   holdout 0.4 and 32k tokens give every source a held-out stream of 14-33k tokens, the same
+   for every proxy), timed as a whole; extra arguments after `--` override these;
 3. from OUTPUT/search.json: Spearman of out-of-fold predicted vs measured objective over the
-   proxies (target >= 0.8); the verified objective (mean of 3 fresh seeds) of the proposal, the
-   base mix and the best proxy's mixture; seed noise = standard deviation of the base over its 3
-   seeds; whether proposal < base and proposal < best proxy by more than 2 x that noise.
+   proxies (target >= 0.8), and the same check for the other objectives the proxies were
+   scored on (sources, eval, per stream: refitted here from the proxies' metrics, no training);
+   the verified objective (mean of 3 fresh seeds) of the proposal, the base mix and the best
+   proxy's mixture; seed noise = standard deviation of the base over its 3 seeds; whether
+   proposal < base and proposal < best proxy by more than 2 x that noise.
 
 Prints a summary and a RESULTS.md row, writes OUTPUT/benchmark.json. Rerunning resumes (finished
 proxies are reused): delete OUTPUT for a timed run.
 
-    python benchmarks/mix_search.py [--pool DIR] [--output DIR] [--workers 2] [-- extra mix-search args]
+    python benchmarks/mix_search.py [--data-root DIR] [--pool DIR] [--output DIR] [--workers 2] [--fresh]
+        [-- extra mix-search args]
 """
 from __future__ import annotations
 
@@ -30,7 +40,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DATA = os.path.join(HERE, "_data", "mix_search")
+SHARED_CORPUS = os.path.join(os.path.dirname(REPO), "shared", "sample-corpus", "documents")
+DEFAULTS = ["--objective", "sources", "--holdout", "0.4", "--eval-tokens", "32768", "--proxies", "64"]
 CLI = [sys.executable, "-m", "dolma_prep.pipeline.cli"]
+if sys.path and os.path.abspath(sys.path[0] or ".") == HERE:
+    sys.path.pop(0)  # benchmarks/tokenize.py would shadow the standard library's tokenize (numpy.ma needs it)
 
 
 def run(args: list[str]) -> float:
@@ -42,9 +56,49 @@ def run(args: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def oof_by_objective(s: dict) -> dict[str, float]:
+    """Out-of-fold Spearman of the search's regression for other objectives of the same proxies:
+    `sources`, `eval` and each stream alone (refitted from the stored metrics; nothing retrained)."""
+    import numpy as np
+
+    from dolma_prep.pipeline import mix_search as ms
+
+    o = s["options"]
+    X = np.array([p_["shares"] for p_ in s["proxies"]])
+    streams = sorted(s["prep"]["streams"])
+    out = {}
+    for spec in ["sources", "eval", *streams]:
+        w = ms.parse_objective(spec, streams)
+        y = np.array([ms.objective_of(p_, w, o["metric"]) for p_ in s["proxies"]])
+        fit_to = ms.targets(o["regression"], s["proxies"], w, o["metric"])
+        oof = ms.cross_validate(o["regression"], X, fit_to, o["folds"], ms._seed(o["seed"], "folds"),
+                                ms.additive_terms(w, s["sources"]))
+        out[spec] = round(ms.spearman(oof, y), 3)
+    return out
+
+
+def paired(s: dict) -> dict:
+    """Verification trains every mixture with the same fresh seeds, so the comparison is paired:
+    per seed, proposed - base and proposed - best proxy; their mean and standard deviation
+    (seed noise of a difference, usually well under that of one mixture's objective)."""
+    import numpy as np
+
+    v = {k: np.array([r["objective"] for r in runs]) for k, runs in s["verify"].items()}
+    out = {}
+    for other in ("base", "best_proxy"):
+        if "proposed" in v and other in v and len(v[other]) == len(v["proposed"]) > 1:
+            d = v["proposed"] - v[other]
+            out[f"paired_proposed_minus_{other}"] = {"mean": float(d.mean()), "std": float(d.std(ddof=1)),
+                                                     "per_seed": [round(float(x), 4) for x in d]}
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pool", default=os.path.join(DATA, "pool"), help="run output of the anneal mix over sample/demo")
+    p.add_argument("--data-root", default=SHARED_CORPUS, help="documents the pool is built from (default: the "
+                   "shared sample corpus; sample/demo for the bundled one)")
+    p.add_argument("--pool", default=os.path.join(DATA, "pool-full"), help="run output of the anneal mix over "
+                   "DATA_ROOT (built when it holds no manifest)")
     p.add_argument("--output", default=os.path.join(DATA, "search"), help="mix-search folder")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--verify-seeds", type=int, default=3)
@@ -54,12 +108,12 @@ def main() -> int:
     load_before = os.getloadavg()
     pool_s = None
     if not os.path.exists(os.path.join(a.pool, "manifest.json")):
-        pool_s = run(["run", "mixes/anneal.yaml", "--data-root", "sample/demo", "--output", a.pool, "--quiet",
-                      "--workers", str(a.workers)])
+        pool_s = run(["run", "mixes/anneal.yaml", "--data-root", a.data_root, "--scale", "1", "--output", a.pool,
+                      "--quiet", "--workers", str(a.workers)])
     if a.fresh:
         shutil.rmtree(a.output, ignore_errors=True)
     wall = run(["mix-search", "mixes/anneal.yaml", "--pool", a.pool, "--output", a.output, "--workers", str(a.workers),
-                "--verify-seeds", str(a.verify_seeds), *a.extra])
+                "--verify-seeds", str(a.verify_seeds), *DEFAULTS, *a.extra])
     load_after = os.getloadavg()
     s = json.load(open(os.path.join(a.output, "search.json")))
     v, reg, prop = s["verdict"], s["regression"], s["proposal"]
@@ -73,9 +127,12 @@ def main() -> int:
         "verified_proposed": proposed, "verified_base": base, "verified_best_proxy": best, "base_seed_std": noise,
         "proposed_beats_base_beyond_noise": proposed < base - 2 * noise,
         "proposed_beats_best_proxy_beyond_noise": proposed < best - 2 * noise,
+        **paired(s),
         "predicted_proposed": prop["predicted"], "best_proxy_measured_own_seed": prop["best_proxy_objective"],
         "shares": dict(zip(s["sources"], (round(x, 4) for x in prop["shares"]))),
         "base_shares": dict(zip(s["sources"], (round(x, 4) for x in s["base_shares"]))),
+        "objective": s["options"]["objective"], "proxy_seeds": s["options"].get("proxy_seeds", "independent"),
+        "held_out_tokens": s["prep"]["streams"], "spearman_oof_by_objective": oof_by_objective(s),
         "proxy_tokens_per_s": [p_["train_tokens_per_s"] for p_ in s["proxies"]],
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after],
     }  # fmt: skip

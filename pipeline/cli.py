@@ -362,7 +362,7 @@ def _cmd_mix_search(args: argparse.Namespace) -> int:
         max_repetition=args.max_repetition, concentration=args.concentration, regression=args.regression,
         folds=args.folds, samples=args.samples, top=args.top, holdout=args.holdout, eval_sets=args.eval_sets or [],
         eval_tokens=args.eval_tokens, verify_seeds=args.verify_seeds, seed=args.seed,
-        cpus_per_proxy=args.cpus_per_proxy, gpus_per_proxy=args.gpus_per_proxy, write_mix=args.write_mix,
+        proxy_seeds=args.proxy_seeds, cpus_per_proxy=args.cpus_per_proxy, gpus_per_proxy=args.gpus_per_proxy, write_mix=args.write_mix,
         html=args.html)  # fmt: skip
     try:
         s = search(args.mix, args.pool, opts, workers=args.workers, ray_address=args.ray_address,
@@ -637,9 +637,11 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--concentration", type=float,
                     help="Dirichlet concentration of the candidates around the base shares: larger stays closer "
                          "(default: the number of sources)")
-    ms.add_argument("--regression", choices=["loglinear", "gbm"], default="loglinear",
-                    help="loglinear: log objective linear in the shares, ridge (default); gbm: scikit-learn "
-                         "gradient boosting (needs more proxies)")
+    ms.add_argument("--regression", choices=["additive", "loglinear", "gbm"], default="additive",
+                    help="additive: each objective stream's loss fitted on its own (a source's held-out text: "
+                         "power law in its own share plus linear transfer) and summed (default); loglinear: log "
+                         "objective linear in the shares, ridge; gbm: scikit-learn gradient boosting (needs more "
+                         "proxies)")
     ms.add_argument("--folds", type=int, default=4, help="cross-validation folds of the held-out check (default 4)")
     ms.add_argument("--samples", type=int, default=20_000, help="mixtures the regression scores to solve (default 20,000)")
     ms.add_argument("--top", type=int, default=20, help="the proposal averages this many best-predicted samples "
@@ -652,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--verify-seeds", type=int, default=1,
                     help="fresh-seed retrainings of the proposal, the base and the best proxy's mixture (default 1)")
     ms.add_argument("--seed", type=int, default=0, help="seed of candidates, proxies, folds and verification")
+    ms.add_argument("--proxy-seeds", choices=["common", "independent"], default="common",
+                    help="common: every proxy trains with one seed (same init and data order), so proxies differ "
+                         "by their mixture only (default); independent: a seed per proxy")
     ms.add_argument("--cpus-per-proxy", type=float, default=1, help="CPUs (and torch threads) per proxy task (default 1)")
     ms.add_argument("--gpus-per-proxy", type=float, default=0, help="GPUs per proxy task; > 0 trains on cuda")
     ms.add_argument("--write-mix", metavar="PATH", help="where to write the proposed mix file "

@@ -19,9 +19,11 @@ runs once. The search, step by step (every step deterministic for a pool, option
    decides the result, so a rerun (or a killed search) never retrains a finished proxy.
 5. objective: the weighted sum of --metric over the streams that --objective names (default
    `eval`: the mean over the evaluation sets).
-6. regression from shares to objective: `loglinear` (log objective = a + b . shares, ridge,
-   its strength by leave-one-out; the form of the data-mixing laws and RegMix's linear model) or
-   `gbm` (scikit-learn gradient boosting). Checked by K-fold cross-validation: each proxy is
+6. regression from shares to objective: `additive` (default: each stream's loss fitted on its
+   own, a source's held-out text as a power law in its own share plus linear transfer, and
+   summed with the objective's weights; see `Additive`), `loglinear` (log objective = a + b .
+   shares, ridge, its strength by leave-one-out; RegMix's linear model) or `gbm`
+   (scikit-learn gradient boosting). Checked by K-fold cross-validation: each proxy is
    predicted by a regression fitted without it; Spearman of predicted vs measured is reported.
 7. proposal: the mean of the --top best of --samples mixtures drawn like the candidates (so it
    stays where proxies were trained: a trust region), by the regression fitted on all proxies.
@@ -45,8 +47,9 @@ from .io import InputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_EVAL_SETS = os.path.join(REPO, "mixes", "eval-sets")
-REGRESSIONS = ("loglinear", "gbm")
+REGRESSIONS = ("additive", "loglinear", "gbm")
 METRICS = ("loss", "bpb")
+PROXY_SEEDS = ("common", "independent")
 
 
 @dataclass
@@ -64,7 +67,7 @@ class SearchOptions:
     share_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     max_repetition: float = 4.0
     concentration: float | None = None  # default: the number of sources
-    regression: str = "loglinear"
+    regression: str = "additive"
     folds: int = 4
     samples: int = 20_000
     top: int = 20
@@ -74,6 +77,7 @@ class SearchOptions:
     eval_tokens: int = 16_384
     verify_seeds: int = 1
     seed: int = 0
+    proxy_seeds: str = "common"  # common: one init/data-order seed for every proxy; independent: one each
     cpus_per_proxy: float = 1
     gpus_per_proxy: float = 0
     write_mix: str | None = None
@@ -242,30 +246,84 @@ def spearman(a, b) -> float:
 
 
 class LogLinear:
-    """log(objective) = a + b . shares, ridge on the centred shares; the ridge strength is the
-    one of a fixed grid with the least leave-one-out error (closed form: residual / (1 - leverage))."""
+    """log(objective) = a + b . shares, ridge on the standardised shares (each source's share
+    centred and divided by its spread over the proxies, so the penalty weighs every source alike
+    whether its share is 1% or 30%); the ridge strength is the one of a fixed grid with the least
+    leave-one-out error (closed form: residual / (1 - leverage)). `coef` is per unit of share."""
 
-    GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)  # in units of the standardised Gram matrix (diagonal n)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "LogLinear":
         if np.any(y <= 0):
             raise ValueError("loglinear regression needs positive objective values (losses); use --regression gbm")
+        X = np.asarray(X, dtype=float)
         z = np.log(y)
         self.mean_x, self.mean_z = X.mean(0), z.mean()
-        Xc, zc = X - self.mean_x, z - self.mean_z
+        scale = X.std(0)
+        scale[scale < 1e-12] = np.inf  # a share that never varies gets coefficient 0
+        Xs, zc = (X - self.mean_x) / scale, z - self.mean_z
         best = None
         for lam in self.GRID:
-            A = np.linalg.inv(Xc.T @ Xc + lam * np.eye(X.shape[1]))
-            coef = A @ Xc.T @ zc
-            lev = np.einsum("ij,jk,ik->i", Xc, A, Xc) + 1.0 / len(z)
-            loo = float(np.sum(((zc - Xc @ coef) / np.maximum(1 - lev, 1e-9)) ** 2))
+            A = np.linalg.inv(Xs.T @ Xs + lam * np.eye(X.shape[1]))
+            coef = A @ Xs.T @ zc
+            lev = np.einsum("ij,jk,ik->i", Xs, A, Xs) + 1.0 / len(z)
+            loo = float(np.sum(((zc - Xs @ coef) / np.maximum(1 - lev, 1e-9)) ** 2))
             if best is None or loo < best[0] - 1e-15:
                 best = (loo, lam, coef)
-        _, self.alpha, self.coef = best
+        _, self.alpha, coef_s = best
+        self.coef = coef_s / scale
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.exp(self.mean_z + (np.asarray(X) - self.mean_x) @ self.coef)
+
+
+SHARE_EPS = 0.05  # log(share + SHARE_EPS): a source left out is not infinitely bad
+
+
+class Additive:
+    """The objective as the weighted sum of its streams' losses, each stream fitted on its own
+    (the data-mixing-law form: a domain's loss is mostly a power law in its own share, plus
+    transfer from the others). A source's held-out stream: log loss = a + b log(own share + eps)
+    + c . shares; any other stream (an evaluation set): log loss = a + c . log(shares + eps).
+    Each is a LogLinear (standardised ridge, strength by leave-one-out) on those features.
+    Fitting the sum directly fails where the candidates surround the optimum: one source's
+    loss falls as its share grows while the others' rise, the sum is flat to first order, and a
+    model monotone in each share cannot rank it (out-of-fold Spearman ~0 on the shared corpus).
+
+    `terms`: (weight, index of the stream's own source or None) per stream; fit takes the
+    streams' losses (n x streams), predict returns the weighted sum."""
+
+    def __init__(self, terms: list[tuple[float, int | None]]):
+        self.terms = terms
+
+    @staticmethod
+    def features(X: np.ndarray, own: int | None) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(X, dtype=float))
+        return np.hstack([np.log(X[:, [own]] + SHARE_EPS), X]) if own is not None else np.log(X + SHARE_EPS)
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> "Additive":
+        Y = np.asarray(Y, dtype=float)
+        if Y.ndim != 2 or Y.shape[1] != len(self.terms):
+            raise ValueError(f"additive regression: {len(self.terms)} streams, losses of shape {Y.shape}")
+        self.models = [LogLinear().fit(self.features(X, own), Y[:, j]) for j, (_, own) in enumerate(self.terms)]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return sum(w * m.predict(self.features(X, own)) for (w, own), m in zip(self.terms, self.models))
+
+
+def additive_terms(weights: dict[str, float], names: list[str]) -> list[tuple[float, int | None]]:
+    """(weight, own source index) of each objective stream, in `weights` order."""
+    return [(w, names.index(k.split(":", 1)[1]) if k.startswith("source:") and k.split(":", 1)[1] in names else None)
+            for k, w in weights.items()]
+
+
+def targets(kind: str, results: list[dict], weights: dict[str, float], metric: str) -> np.ndarray:
+    """What the regression is fitted to: the objective, or (additive) each stream's metric."""
+    if kind == "additive":
+        return np.array([[r["metrics"][k][metric] for k in weights] for r in results])
+    return np.array([objective_of(r, weights, metric) for r in results])
 
 
 class Boosted:
@@ -286,7 +344,9 @@ class Boosted:
         return self.model.predict(np.asarray(X))
 
 
-def make_regression(kind: str, seed: int):
+def make_regression(kind: str, seed: int, terms: list[tuple[float, int | None]] | None = None):
+    if kind == "additive":
+        return Additive(terms or [])
     if kind == "loglinear":
         return LogLinear()
     if kind == "gbm":
@@ -294,8 +354,10 @@ def make_regression(kind: str, seed: int):
     raise InputError(f"--regression must be one of {', '.join(REGRESSIONS)}, got {kind!r}")
 
 
-def cross_validate(kind: str, X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Out-of-fold predictions: proxy i predicted by a regression fitted on the other folds."""
+def cross_validate(kind: str, X: np.ndarray, y: np.ndarray, folds: int, seed: int,
+                   terms: list[tuple[float, int | None]] | None = None) -> np.ndarray:
+    """Out-of-fold predictions of the objective: proxy i predicted by a regression fitted on the
+    other folds (`y`: the objective, or for `additive` the streams' losses, see `targets`)."""
     n = len(y)
     folds = max(2, min(folds, n))
     assign = np.empty(n, dtype=int)
@@ -303,7 +365,7 @@ def cross_validate(kind: str, X: np.ndarray, y: np.ndarray, folds: int, seed: in
     pred = np.empty(n)
     for k in range(folds):
         test = assign == k
-        pred[test] = make_regression(kind, seed).fit(X[~test], y[~test]).predict(X[test])
+        pred[test] = make_regression(kind, seed, terms).fit(X[~test], y[~test]).predict(X[test])
     return pred
 
 
@@ -434,6 +496,17 @@ def train_all(label: str, specs: list[dict], keys: list[str], output: str, opts:
                      num_cpus=opts.cpus_per_proxy, num_gpus=opts.gpus_per_proxy)
 
 
+def proxy_seeds(opts: SearchOptions, n: int) -> list[int]:
+    """The training seed of each proxy. `common` (default): one seed for all, so every proxy starts
+    from the same weights, reads each source's documents in the same hashed order (a larger share
+    takes a superset) and sees its batches in the same seeded order: the proxies differ by their
+    mixture only (common random numbers), and the regression is not fitting seed noise.
+    `independent`: a seed per proxy. Verification always uses fresh seeds of its own."""
+    if opts.proxy_seeds == "common":
+        return [_seed(opts.seed, "proxy")] * n
+    return [_seed(opts.seed, "proxy", i) for i in range(n)]
+
+
 # ---------------------------------------------------------------------------------------------
 # the search
 
@@ -449,6 +522,8 @@ def search(mix_path: str, pool: str, opts: SearchOptions, workers: int | None = 
         raise InputError(f"--metric must be one of {', '.join(METRICS)}, got {opts.metric!r}")
     if opts.regression not in REGRESSIONS:
         raise InputError(f"--regression must be one of {', '.join(REGRESSIONS)}, got {opts.regression!r}")
+    if opts.proxy_seeds not in PROXY_SEEDS:
+        raise InputError(f"--proxy-seeds must be one of {', '.join(PROXY_SEEDS)}, got {opts.proxy_seeds!r}")
     if opts.proxies < 4:
         raise InputError(f"--proxies {opts.proxies}: the regression and its check need at least 4 proxies")
     if opts.tokens_per_proxy <= 0 or not 0 <= opts.holdout < 1 or opts.verify_seeds < 0:
@@ -473,7 +548,7 @@ def search(mix_path: str, pool: str, opts: SearchOptions, workers: int | None = 
     pool_fp = hashlib.sha256(io.read_bytes(manifest_path)).hexdigest()[:16] if io.exists(manifest_path) else \
         _hash([(str(f.path), f.num_tokens) for f in files])
     proxies_dir = io.join(output, "proxies")
-    seeds = [_seed(opts.seed, "proxy", i) for i in range(len(candidates))]
+    seeds = proxy_seeds(opts, len(candidates))
     common = (names, pool, opts, prep_dir, prep, pool_fp, proxies_dir)
     specs, keys = proxy_specs("p", list(candidates), seeds, *common)
 
@@ -481,8 +556,10 @@ def search(mix_path: str, pool: str, opts: SearchOptions, workers: int | None = 
     with make_progress(progress):
         results = train_all("proxy", specs, keys, output, opts)
         y = np.array([objective_of(r, weights, opts.metric) for r in results])
-        oof = cross_validate(opts.regression, candidates, y, opts.folds, _seed(opts.seed, "folds"))
-        model = make_regression(opts.regression, _seed(opts.seed, "fit")).fit(candidates, y)
+        terms = additive_terms(weights, names)
+        fit_to = targets(opts.regression, results, weights, opts.metric)
+        oof = cross_validate(opts.regression, candidates, fit_to, opts.folds, _seed(opts.seed, "folds"), terms)
+        model = make_regression(opts.regression, _seed(opts.seed, "fit"), terms).fit(candidates, fit_to)
         pool_rng = np.random.Generator(np.random.PCG64(_seed(opts.seed, "solve")))
         samples = draw_mixtures(pool_rng, base, lo, hi, opts.samples, concentration)
         predicted = model.predict(samples)
@@ -514,7 +591,9 @@ def search(mix_path: str, pool: str, opts: SearchOptions, workers: int | None = 
                     for k, c, s, v, p, r in zip(keys, candidates, seeds, y, oof, results)],
         "regression": {"kind": opts.regression, "spearman_oof": spearman(oof, y),
                        "mae_oof": float(np.mean(np.abs(oof - y))), "folds": min(max(2, opts.folds), len(y)),
-                       **({"coef": model.coef.tolist(), "ridge": model.alpha} if isinstance(model, LogLinear) else {})},
+                       **({"coef": model.coef.tolist(), "ridge": model.alpha} if isinstance(model, LogLinear) else {}),
+                       **({"ridge": {k: m.alpha for k, m in zip(weights, model.models)}}
+                          if isinstance(model, Additive) else {})},
         "proposal": {"shares": proposal.tolist(), "predicted": float(model.predict(proposal[None])[0]),
                      "base_predicted": float(model.predict(base[None])[0]),
                      "best_proxy": keys[best_proxy], "best_proxy_objective": float(y[best_proxy]),

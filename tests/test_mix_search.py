@@ -83,6 +83,66 @@ def test_regression_predicts_held_out_points(kind):
     assert ms.sensitivity(model, base)[0] == min(ms.sensitivity(model, base))
 
 
+def test_additive_regression_ranks_a_sum_of_power_laws_around_its_optimum():
+    """Each source's held-out loss a power law in its own share (with transfer from source 1);
+    the objective, their mean, has its optimum among the candidates. The additive regression
+    (one fit per stream, summed) ranks held-out proxies and finds the optimum; a log-linear fit of
+    the sum, monotone in each share, ranks them markedly worse."""
+    rng = np.random.Generator(np.random.PCG64(0))
+    k = 6
+    base, lo, hi = np.full(k, 1 / k), np.zeros(k), np.ones(k)
+    a, b = np.array([0.3, 0.5, 0.8, 0.4, 0.6, 0.2]), np.array([0.3, 0.4, 0.25, 0.5, 0.35, 0.3])
+    law = lambda X: 1.0 + a * (X + 0.05) ** (-b) * np.exp(0.3 * X[:, [1]])  # noqa: E731
+    X = ms.draw_mixtures(rng, base, lo, hi, 32, 6.0)
+    Y = law(X) * (1 + 0.002 * rng.standard_normal((len(X), k)))
+    names = [f"s{i}" for i in range(k)]
+    weights = {**{f"source:{n}": 1 / k for n in names}, "eval:x": 0.0}
+    terms = ms.additive_terms(weights, names)
+    assert terms[:2] == [(1 / k, 0), (1 / k, 1)] and terms[-1] == (0.0, None)
+    Y = np.hstack([Y, np.ones((len(X), 1))])  # an evaluation stream, weight 0
+    y = Y[:, :k].mean(1)
+    additive = ms.spearman(ms.cross_validate("additive", X, Y, 4, 1, terms), y)
+    loglinear = ms.spearman(ms.cross_validate("loglinear", X, y, 4, 1), y)
+    assert additive > 0.95 and loglinear < additive - 0.15
+    model = ms.make_regression("additive", 0, terms).fit(X, Y)
+    samples = ms.draw_mixtures(rng, base, lo, hi, 20_000, 6.0)
+    proposal = samples[np.argsort(model.predict(samples))[:20]].mean(0)
+    true = law(samples).mean(1)
+    assert law(proposal[None]).mean() < true.min() + 0.005 < law(base[None]).mean()
+    with pytest.raises(ValueError, match="7 streams"):
+        model.fit(X, Y[:, :3])
+
+
+def test_loglinear_ridge_is_standardised_per_source():
+    """The ridge penalty weighs each source by its spread, not its raw share: scaling one
+    source's shares by a constant (its coefficient by the inverse) leaves every prediction and
+    the chosen strength unchanged, and a share that never varies gets coefficient 0."""
+    rng = np.random.Generator(np.random.PCG64(3))
+    base = np.array([0.02, 0.28, 0.3, 0.4, 0.0])
+    hi = np.array([1.0, 1, 1, 1, 0])  # as `bounds` sets them: a source the base leaves out stays out
+    X = ms.draw_mixtures(rng, base, np.zeros(5), hi, 20, 10.0)
+    assert np.all(X[:, 4] == 0) and X[:, 0].std() < 0.05  # a small source, and one left out
+    y = np.exp(2 + X @ np.array([-6.0, 0.0, 0.2, 0.1, 0.0])) * (1 + 0.002 * rng.standard_normal(len(X)))
+    a = ms.LogLinear().fit(X, y)
+    c = np.array([10.0, 1, 1, 1, 1])
+    b = ms.LogLinear().fit(X * c, y)
+    test = ms.draw_mixtures(rng, base, np.zeros(5), hi, 8, 10.0)
+    assert np.allclose(a.predict(test), b.predict(test * c), rtol=1e-9) and a.alpha == b.alpha
+    assert a.coef[4] == 0.0 and np.all(np.isfinite(a.coef))
+    assert a.coef[0] == min(a.coef) < -2  # the small source's strong effect is found, not shrunk away
+    assert ms.spearman(ms.cross_validate("loglinear", X, y, 4, seed=1), y) > 0.8
+
+
+def test_proxies_share_one_seed_unless_asked_otherwise():
+    """Common random numbers: every proxy of a search trains with the same seed (same init, same
+    document and batch order), so proxies differ by their mixture only; `independent` gives a
+    seed each; both depend on --seed."""
+    common = ms.proxy_seeds(ms.SearchOptions(output="x", seed=3), 5)
+    assert len(set(common)) == 1 and common[0] != ms.proxy_seeds(ms.SearchOptions(output="x", seed=4), 1)[0]
+    indep = ms.proxy_seeds(ms.SearchOptions(output="x", seed=3, proxy_seeds="independent"), 5)
+    assert len(set(indep)) == 5
+
+
 def test_reduced_vocabulary_scores_are_a_proper_full_vocabulary_distribution():
     import torch
 
@@ -193,6 +253,7 @@ def test_small_search_end_to_end_resumes_and_is_deterministic(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = json.loads((out / "search.json").read_text())
     assert len(s["proxies"]) == 4 and s["base_from"] == "tokens per source in the pool"
+    assert len({p["seed"] for p in s["proxies"]}) == 1  # common random numbers across proxies
     assert np.allclose(s["proxies"][0]["shares"], s["base_shares"])  # the base mix is a candidate
     for p in s["proxies"]:
         assert abs(sum(p["shares"]) - 1) < 1e-9

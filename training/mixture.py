@@ -14,9 +14,15 @@ the pool, the shares, the number of tokens, the seed and the repetition limit:
   total reaches target_s: achieved and target differ by less than one document. A target larger
   than the source repeats it: pass 0 takes every document once, pass 1 again in a new hashed
   order, and so on; target_s / (tokens the source holds) may not exceed its maximum repetition;
-- the drawn documents of all sources are interleaved by one seeded permutation into a token
-  stream, cut into instances of `seq_len` tokens (an instance may span documents, as in OLMo's
-  concatenated arrays; the stream's remainder, < seq_len tokens, is dropped).
+- the drawn documents of all sources are interleaved into a token stream in the order of a
+  seeded hash of (seed, source, id, pass) of each document, so two mixtures drawn with one seed
+  hold their common documents in the same relative order (a document more or less is inserted
+  or removed, the rest stay put: common random numbers for mix search's proxies);
+- the stream is cut into instances of `seq_len` tokens (an instance may span documents, as in
+  OLMo's concatenated arrays), exactly total tokens / seq_len of them: the overshoot (the
+  targets are met in whole documents, so under one document per source) is not used. Every
+  mixture of a size thus has the same number of instances, hence, for a seed, the same order of
+  instances in training.
 
 Instances are read lazily from the arrays (nothing is copied), so the dataset plugs into
 `DataOrder` like `MemMapDataset`; rebuilding it from the same config gives the same instances,
@@ -189,13 +195,17 @@ class MixtureDataset:
         reps = max_repetition if isinstance(max_repetition, dict) else {}
         default_rep = max_repetition if not isinstance(max_repetition, dict) else 1.0
         self.report: dict[str, dict] = {}
-        file_idx, starts, lengths = [], [], []
+        file_idx, starts, lengths, keys = [], [], [], []
         for name in sorted(self.shares):
             docs, target = train[name], self.shares[name] * self.total_tokens
             picked = draw_source(docs, target, seed, float(reps.get(name, default_rep)))
             file_idx.append(docs.file[picked])
             starts.append(docs.start[picked])
             lengths.append(docs.length[picked])
+            passes: dict[int, int] = {}
+            for j in picked.tolist():  # the pass of each drawn copy: how many times it came before
+                keys.append(unit_hash(seed, "order", name, docs.ids[j], passes.get(j, 0)))
+                passes[j] = passes.get(j, 0) + 1
             drawn = int(docs.length[picked].sum())
             self.report[name] = {
                 "share": self.shares[name], "target_tokens": target, "tokens": drawn,
@@ -203,7 +213,7 @@ class MixtureDataset:
                 "repetition": drawn / docs.tokens if docs.tokens else 0.0,
             }  # fmt: skip
         file_idx, starts, lengths = (np.concatenate(x) for x in (file_idx, starts, lengths))
-        order = np.random.Generator(np.random.PCG64([seed, 0x6D6978])).permutation(len(lengths))
+        order = np.argsort(np.array(keys, dtype=np.float64), kind="stable")
         self.doc_file, self.doc_start, self.doc_length = file_idx[order], starts[order], lengths[order]
         self.doc_end = np.cumsum(self.doc_length)  # end of each document in the stream
         self.stream_tokens = int(self.doc_end[-1]) if len(self.doc_end) else 0
@@ -212,7 +222,7 @@ class MixtureDataset:
             raise ValueError(f"{where}: the mixture holds no complete instance of {seq_len} tokens")
 
     def __len__(self) -> int:
-        return self.stream_tokens // self.seq_len
+        return min(self.stream_tokens, self.total_tokens) // self.seq_len
 
     def _array(self, k: int) -> np.ndarray:
         if k not in self._memmaps:
