@@ -42,7 +42,10 @@ from dolma_prep.pipeline.runtime import default_workers, run_tasks, summarise
 
 from . import components
 
-FORMAT = "dolma-prep-index/1"
+FORMAT = "dolma-prep-index/2"
+# format 1 differs only in how paragraph n-gram keys were hashed (before the vectorised keys of
+# paragraphs.py): its indexes without paragraph keys are read as they are
+OLD_FORMATS = ("dolma-prep-index/1",)
 KINDS = ("exact", "minhash", "paragraphs", "ngram")
 DOC_KINDS = ("exact", "minhash", "paragraphs")  # kinds whose matches name an indexed document (ids kept)
 MANIFEST = "index.json"
@@ -64,7 +67,10 @@ def read_manifest(index: str) -> dict:
         raise IndexInputError(f"{index}: no dedup index here ({MANIFEST} not found); create one with "
                           "`dolma-prep index build --documents ... --output INDEX`")
     m = io.read_json(path)
-    if m.get("format") != FORMAT:
+    if m.get("format") in OLD_FORMATS and "paragraphs" in m.get("kinds", {}):
+        raise IndexInputError(f"{path}: format {m.get('format')!r} holds paragraph keys hashed the old way; "
+                              f"rebuild the index with this version (`dolma-prep index build`), format {FORMAT!r}")
+    if m.get("format") != FORMAT and m.get("format") not in OLD_FORMATS:
         raise IndexInputError(f"{path}: format {m.get('format')!r}, expected {FORMAT!r}")
     return m
 

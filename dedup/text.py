@@ -9,8 +9,9 @@ Two ways of cutting text into words:
 - `normalized_words`: for MinHash and decontamination, lower-cased text with Unicode
   punctuation (category P*) replaced by spaces, split on white space (which collapses it).
 
-Hashes are 64-bit: xxhash for strings, and vectorised numpy mixing (the murmur3 finaliser)
-for combining token hashes into n-gram keys.
+Hashes are 64-bit: xxhash for strings; for paragraph dedup, `span_hashes` hashes ranges of
+code points and `window_hashes` combines token hashes into n-gram keys, both vectorised numpy
+mixing (the murmur3 finaliser).
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def dolma_tokens(text: str) -> list[str]:
     return [s for s in _WORD_BOUNDARY.split(text) if s and s.strip(WHITE_SPACE)]
 
 
+def word_segments(text: str) -> list[str]:
+    """All UAX #29 word-boundary segments of `text`, white space included (they add up to it)."""
+    return [s for s in _WORD_BOUNDARY.split(text) if s]
+
+
 def normalized_words(text: str) -> list[str]:
     """Lower-case, punctuation removed, white space collapsed; the words of `text`."""
     return _PUNCTUATION.sub(" ", text.lower()).split()
@@ -88,26 +94,83 @@ def fmix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-class TokenHasher:
-    """xxh3 hashes of tokens, cached per distinct token (tokens repeat a lot)."""
+# Character classes of the vectorised tokenizer (`ascii_token_bounds`), indexed by a code point
+# clipped to 255: UAX #29 restricted to ASCII (see `_ASCII_TOKENS`), every code point >= 128 NON_ASCII.
+LETTER, DIGIT, UNDERSCORE, SPACE, MID_LETTER, MID_NUM, NON_ASCII = 1, 2, 4, 8, 16, 32, 64
+CLASSES = np.zeros(256, dtype=np.uint8)
+CLASSES[128:] = NON_ASCII
+for _c in range(128):
+    _ch = chr(_c)
+    if _ch.isalpha():
+        CLASSES[_c] = LETTER
+    elif _ch.isdigit():
+        CLASSES[_c] = DIGIT
+    elif _ch == "_":
+        CLASSES[_c] = UNDERSCORE
+    elif _ch in WHITE_SPACE:
+        CLASSES[_c] = SPACE
+CLASSES[ord(":")] = MID_LETTER  # WB6/7: MidLetter, between letters
+CLASSES[ord(",")] = CLASSES[ord(";")] = MID_NUM  # WB11/12: MidNum, between digits
+CLASSES[ord(".")] = CLASSES[ord("'")] = MID_LETTER | MID_NUM  # MidNumLet(Q): either
+# the White_Space characters above ASCII (Rust's `char::is_whitespace`)
+NON_ASCII_WHITE_SPACE = np.array(sorted(ord(c) for c in WHITE_SPACE if ord(c) >= 128), dtype=np.uint32)
 
-    def __init__(self, seed: int = 0, max_cache: int = 1 << 20):
-        self.seed = seed
-        self.max_cache = max_cache
-        self.cache: dict[str, int] = {}
 
-    def __call__(self, tokens: list[str]) -> np.ndarray:
-        cache = self.cache
-        missing = set(tokens).difference(cache)
-        if missing:
-            seed = self.seed
-            h = xxhash.xxh3_64_intdigest
-            for t in missing:
-                cache[t] = h(t.encode("utf-8", "surrogatepass"), seed)
-        out = np.fromiter(map(cache.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
-        if len(cache) > self.max_cache:
-            cache.clear()
-        return out
+def is_white_space(cp: np.ndarray) -> np.ndarray:
+    """Which code points are White_Space (the characters of `WHITE_SPACE`)."""
+    out = (CLASSES[np.minimum(cp, 255)] & SPACE) != 0
+    high = np.flatnonzero(cp >= 128)
+    out[high] = np.isin(cp[high], NON_ASCII_WHITE_SPACE)
+    return out
+
+
+def ascii_token_bounds(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`dolma_tokens` of ASCII text, from its character classes (`CLASSES[code points]`), as
+    (start, end) character offsets: runs of letters, digits and "_", joined across one
+    MID_LETTER between letters or one MID_NUM between digits; every other non-SPACE character a
+    token alone. Classes >= 128 (NON_ASCII) come out as one-character tokens: callers send text
+    that is not ASCII through `dolma_tokens` instead."""
+    word = (cls & (LETTER | DIGIT | UNDERSCORE)) != 0
+    if len(cls) > 2:
+        letter = (cls & LETTER) != 0
+        digit = (cls & DIGIT) != 0
+        mid = cls[1:-1]
+        word[1:-1] |= (((mid & MID_LETTER) != 0) & letter[:-2] & letter[2:]) | (
+            ((mid & MID_NUM) != 0) & digit[:-2] & digit[2:]
+        )
+    alone = ~word & ((cls & SPACE) == 0)
+    edge = np.empty(len(cls) + 1, dtype=bool)  # edge[i]: word[i - 1] != word[i], outside = False
+    edge[0], edge[-1] = word[0] if len(cls) else False, word[-1] if len(cls) else False
+    np.not_equal(word[1:], word[:-1], out=edge[1:-1])
+    starts = np.flatnonzero((edge[:-1] & word) | alone)
+    ends = np.flatnonzero((edge[1:] & word) | alone) + 1
+    return starts, ends
+
+
+def span_hashes(cp: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seed: int = 0) -> np.ndarray:
+    """64-bit hashes of the code point ranges cp[start:start + length], vectorised: the sum of
+    `fmix64(position << 21 | code point)` over the range, finished with its length and `seed`.
+    Equal sequences give equal hashes wherever they sit; a sum of independent-looking 64-bit
+    terms keeps different sequences apart with probability about 2**-64."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out = np.zeros(len(starts), dtype=np.uint64)
+    total = int(lengths.sum())
+    if total:
+        first = np.cumsum(lengths) - lengths
+        local = np.arange(total, dtype=np.int64) - np.repeat(first, lengths)
+        chars = cp[np.repeat(starts, lengths) + local].astype(np.uint64)
+        terms = fmix64((local.astype(np.uint64) << np.uint64(21)) | chars)
+        nz = lengths > 0
+        out[nz] = np.add.reduceat(terms, first[nz])
+    return fmix64(out ^ (lengths.astype(np.uint64) * POLY_K) ^ np.uint64(seed & 0xFFFF_FFFF_FFFF_FFFF))
+
+
+def str_hashes(tokens: list[str], seed: int = 0) -> np.ndarray:
+    """`span_hashes` of each string (the same hash as its characters' range in a longer text)."""
+    cp = np.frombuffer("".join(tokens).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+    return span_hashes(cp, np.cumsum(lengths) - lengths, lengths, seed)
 
 
 def window_hashes(token_hashes: np.ndarray, n: int) -> np.ndarray:

@@ -571,3 +571,24 @@ def test_paragraphs_against_index_equals_joint_dedup_restricted_to_release_2(rel
     assert info["versions"][0]["rows"]["paragraphs"] == own["keys"] - own["keys_seen_before"]
     with pytest.raises(InputError, match=r"ngram_length=8 \(index: 13\)"):
         run_paragraphs(new, "bff", str(tmp_path / "wx"), against=idx, ngram_length=8)
+
+
+def test_format_1_indexes_are_read_unless_they_hold_old_paragraph_keys(releases, tmp_path):
+    import json
+
+    root, r1, r2 = releases
+    idx = tmp_path / "index"
+    dindex.build(str(idx), r1[:1], {"exact": {}})
+    m = json.loads((idx / "index.json").read_text())
+    assert m["format"] == dindex.FORMAT == "dolma-prep-index/2"
+    m["format"] = "dolma-prep-index/1"
+    (idx / "index.json").write_text(json.dumps(m))
+    assert dindex.read_manifest(str(idx))["format"] == "dolma-prep-index/1"  # exact keys unchanged
+    m["kinds"]["paragraphs"] = {}
+    (idx / "index.json").write_text(json.dumps(m))
+    with pytest.raises(InputError, match="paragraph keys hashed the old way; rebuild"):
+        dindex.read_manifest(str(idx))
+    m["format"] = "dolma-prep-index/0"
+    (idx / "index.json").write_text(json.dumps(m))
+    with pytest.raises(InputError, match="expected 'dolma-prep-index/2'"):
+        dindex.read_manifest(str(idx))
