@@ -16,6 +16,7 @@ mixing (the murmur3 finaliser).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -94,43 +95,49 @@ def fmix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-# Character classes of the vectorised tokenizer (`ascii_token_bounds`), indexed by a code point
-# clipped to 255: UAX #29 restricted to ASCII (see `_ASCII_TOKENS`), every code point >= 128 NON_ASCII.
-LETTER, DIGIT, UNDERSCORE, SPACE, MID_LETTER, MID_NUM, NON_ASCII = 1, 2, 4, 8, 16, 32, 64
-CLASSES = np.zeros(256, dtype=np.uint8)
-CLASSES[128:] = NON_ASCII
-for _c in range(128):
-    _ch = chr(_c)
-    if _ch.isalpha():
-        CLASSES[_c] = LETTER
-    elif _ch.isdigit():
-        CLASSES[_c] = DIGIT
-    elif _ch == "_":
-        CLASSES[_c] = UNDERSCORE
-    elif _ch in WHITE_SPACE:
-        CLASSES[_c] = SPACE
-CLASSES[ord(":")] = MID_LETTER  # WB6/7: MidLetter, between letters
-CLASSES[ord(",")] = CLASSES[ord(";")] = MID_NUM  # WB11/12: MidNum, between digits
-CLASSES[ord(".")] = CLASSES[ord("'")] = MID_LETTER | MID_NUM  # MidNumLet(Q): either
-# the White_Space characters above ASCII (Rust's `char::is_whitespace`)
-NON_ASCII_WHITE_SPACE = np.array(sorted(ord(c) for c in WHITE_SPACE if ord(c) >= 128), dtype=np.uint32)
+# Character classes of the vectorised tokenizer (`token_bounds`), from each code point's UAX #29
+# Word_Break property: the classes whose rules are "join runs of letters/digits/connectors, and
+# across one middle mark between two letters or two digits" (WB5-WB13b without Hebrew or
+# Katakana), white space, and OTHER (a token alone). Text holding any other class (Extend,
+# Format, ZWJ, Hebrew_Letter, Katakana, Regional_Indicator; code points >= TABLE_END) is SLOW:
+# callers send it through `dolma_tokens`, the full rules.
+LETTER, DIGIT, CONNECTOR, SPACE, MID_LETTER, MID_NUM, SLOW = 1, 2, 4, 8, 16, 32, 64
+OTHER = 0
+TABLE_END = 0x30000
+_WORD_BREAK_CLASS = {
+    "ALetter": LETTER, "Numeric": DIGIT, "ExtendNumLet": CONNECTOR,
+    "MidLetter": MID_LETTER, "MidNum": MID_NUM, "MidNumLet": MID_LETTER | MID_NUM,
+    "Single_Quote": MID_LETTER | MID_NUM, "Other": OTHER, "Double_Quote": OTHER,
+    "Newline": OTHER, "CR": OTHER, "LF": OTHER, "WSegSpace": OTHER,
+    "Extend": SLOW, "Format": SLOW, "ZWJ": SLOW, "Hebrew_Letter": SLOW, "Katakana": SLOW,
+    "Regional_Indicator": SLOW,
+}
 
 
-def is_white_space(cp: np.ndarray) -> np.ndarray:
-    """Which code points are White_Space (the characters of `WHITE_SPACE`)."""
-    out = (CLASSES[np.minimum(cp, 255)] & SPACE) != 0
-    high = np.flatnonzero(cp >= 128)
-    out[high] = np.isin(cp[high], NON_ASCII_WHITE_SPACE)
-    return out
+@functools.cache
+def char_classes() -> np.ndarray:
+    """The class of every code point below TABLE_END, and SLOW at index TABLE_END (index with
+    `np.minimum(cp, TABLE_END)`); built once per process from the `regex` module's Unicode
+    tables (~0.2 s), the same tables its UAX #29 boundaries use."""
+    table = np.full(TABLE_END + 1, SLOW, dtype=np.uint8)
+    cps = np.arange(TABLE_END, dtype=np.uint32)
+    cps = cps[(cps < 0xD800) | (cps >= 0xE000)]
+    chars = cps.astype("<u4").tobytes().decode("utf-32-le")
+    for name, cls in _WORD_BREAK_CLASS.items():
+        hits = [m.start() for m in regex.finditer(r"\p{Word_Break=%s}" % name, chars)]
+        table[cps[hits]] = cls
+    space = [ord(c) for c in WHITE_SPACE]
+    # White_Space is never part of a token, except where it joins others (U+202F is ExtendNumLet)
+    table[space] = np.where(table[space] == OTHER, SPACE, SPACE | SLOW)
+    return table
 
 
-def ascii_token_bounds(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`dolma_tokens` of ASCII text, from its character classes (`CLASSES[code points]`), as
-    (start, end) character offsets: runs of letters, digits and "_", joined across one
-    MID_LETTER between letters or one MID_NUM between digits; every other non-SPACE character a
-    token alone. Classes >= 128 (NON_ASCII) come out as one-character tokens: callers send text
-    that is not ASCII through `dolma_tokens` instead."""
-    word = (cls & (LETTER | DIGIT | UNDERSCORE)) != 0
+def token_bounds(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`dolma_tokens` of text without SLOW characters, from its classes (`char_classes()`), as
+    (start, end) offsets: runs of LETTER, DIGIT and CONNECTOR, joined across one MID_LETTER
+    between letters or one MID_NUM between digits; every other character that is not SPACE a
+    token alone (SLOW ones too: callers keep text that has them away)."""
+    word = (cls & (LETTER | DIGIT | CONNECTOR)) != 0
     if len(cls) > 2:
         letter = (cls & LETTER) != 0
         digit = (cls & DIGIT) != 0
@@ -147,6 +154,16 @@ def ascii_token_bounds(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
+_TERM_POSITIONS = 64
+
+
+@functools.cache
+def _term_table() -> np.ndarray:
+    """`span_hashes`' terms for positions < 64 and code points < 256, index position << 8 | cp."""
+    i = np.arange(_TERM_POSITIONS << 8, dtype=np.uint64)
+    return fmix64(((i >> np.uint64(8)) << np.uint64(21)) | (i & np.uint64(255)))
+
+
 def span_hashes(cp: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seed: int = 0) -> np.ndarray:
     """64-bit hashes of the code point ranges cp[start:start + length], vectorised: the sum of
     `fmix64(position << 21 | code point)` over the range, finished with its length and `seed`.
@@ -159,8 +176,11 @@ def span_hashes(cp: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seed: i
     if total:
         first = np.cumsum(lengths) - lengths
         local = np.arange(total, dtype=np.int64) - np.repeat(first, lengths)
-        chars = cp[np.repeat(starts, lengths) + local].astype(np.uint64)
-        terms = fmix64((local.astype(np.uint64) << np.uint64(21)) | chars)
+        chars = cp[np.repeat(starts, lengths) + local]
+        if int(local.max()) < _TERM_POSITIONS and (chars.dtype == np.uint8 or int(chars.max()) < 256):
+            terms = _term_table()[(local << 8) | chars]  # the same terms, precomputed
+        else:
+            terms = fmix64((local.astype(np.uint64) << np.uint64(21)) | chars.astype(np.uint64))
         nz = lengths > 0
         out[nz] = np.add.reduceat(terms, first[nz])
     return fmix64(out ^ (lengths.astype(np.uint64) * POLY_K) ^ np.uint64(seed & 0xFFFF_FFFF_FFFF_FFFF))

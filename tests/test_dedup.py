@@ -229,16 +229,43 @@ def test_atomic_writer_is_deterministic_and_leaves_no_temp(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["one.jsonl.gz", "two.jsonl.gz"]
 
 
-def test_vectorised_ascii_tokens_equal_full_word_boundary_rules():
-    from dolma_prep.dedup.text import CLASSES, ascii_token_bounds
+def _vector_tokens(s):
+    from dolma_prep.dedup.text import TABLE_END, char_classes, token_bounds
 
+    cp = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32)
+    starts, ends = token_bounds(char_classes()[np.minimum(cp, TABLE_END)])
+    return [s[a:b] for a, b in zip(starts, ends)]
+
+
+def test_vectorised_ascii_tokens_equal_full_word_boundary_rules():
     rng = random.Random(1)
     alphabet = "abcXYZ019_ .,:;'\"-!?()[]\t\n\r\x0b\x0c\x1c\x00\x7f$%&*+/<=>@\\^`{|}~"
     cases = ["", "a", ".", "a.b", "1,000.5", "a.1", "1.a", "a..b", "don't", "'a'", "a:b:c", "x_1.y", " \t "]
     cases += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(4000)]
     for s in cases:
-        starts, ends = ascii_token_bounds(CLASSES[np.frombuffer(s.encode("ascii"), dtype=np.uint8)])
-        assert [s[a:b] for a, b in zip(starts, ends)] == _full_uax29(s), repr(s)
+        assert _vector_tokens(s) == _full_uax29(s), repr(s)
+
+
+def test_vectorised_tokens_of_text_without_slow_characters_equal_full_rules():
+    from dolma_prep.dedup.text import SLOW, TABLE_END, char_classes
+
+    classes = char_classes()
+    # letters of several scripts, non-ASCII digits, middle marks (’ · ．), other punctuation,
+    # ideographs, non-ASCII white space; then characters that need the full rules
+    simple = "abZ09_.,:;' éßДжλالعربية日本中文’‘“”—…·٣０．＿\xa0\u3000\u2028\u2009\x85ŉ𝐀😀"
+    slow = "\u0301\u200d\u05d0アｱ🇫\u00ad"
+    assert all(classes[ord(c)] & SLOW == 0 for c in simple)
+    assert all(classes[min(ord(c), TABLE_END)] & SLOW for c in slow + "\U00030000")
+    rng = random.Random(2)
+    for _ in range(6000):
+        s = "".join(rng.choice(simple) for _ in range(rng.randint(0, 30)))
+        assert _vector_tokens(s) == _full_uax29(s), repr(s)
+    # every Word_Break class in the table agrees with the full rules between two letters/digits
+    for c in map(chr, range(0x20, 0x3000)):
+        if classes[ord(c)] & SLOW or 0xD800 <= ord(c) < 0xE000:
+            continue
+        for s in (f"a{c}b", f"1{c}2", f"{c}{c}", f"x {c}"):
+            assert _vector_tokens(s) == _full_uax29(s), repr(s)
 
 
 def _reference_keys(docs: str, p):
@@ -274,6 +301,8 @@ ADVERSARIAL = [
     "emoji 👩‍👩‍👧 family 🇫🇷 flag\ncombining e\u0301 marks\u0308",
     "lone \ud800 surrogate\nand \udfff another",
     "\xa0\u3000\n   \n\t\n\n",  # blank paragraphs, one of non-ASCII white space
+    "\u202f\u202f\nx\u202fy z\n\u202f",  # U+202F: White_Space that joins words (ExtendNumLet)
+    "Ελληνικά κείμενο, русский текст — “quotes” and don’t… ٣٤٥ ０．５ ·x·y",
     "é\n",  # the end-of-text quirk with a multi-byte character
     "",
     "NUL\x00inside\x00text and \x1c separators",
@@ -314,3 +343,15 @@ def test_vectorised_paragraph_keys_equal_paragraph_by_paragraph(tmp_path, monkey
     assert got_table == table
     assert got_keys == keys
     assert len(set(keys)) > 10_000  # real, varied keys (not a constant hash)
+
+
+def test_span_hashes_do_not_depend_on_the_batch_or_the_path():
+    from dolma_prep.dedup.text import span_hashes, str_hashes
+
+    words = ["the", "cat", "x" * 70, "é", "日本", "a_b"]
+    alone = [int(str_hashes([w])[0]) for w in words]
+    assert [int(h) for h in str_hashes(words)] == alone  # precomputed terms and mixed ones agree
+    assert len(set(alone)) == len(alone)
+    assert str_hashes(["ab"])[0] != str_hashes(["ba"])[0] and str_hashes(["a"])[0] != str_hashes(["a"], seed=1)[0]
+    cp = np.frombuffer(b"xx the yy", dtype=np.uint8)
+    assert int(span_hashes(cp, [3], [3])[0]) == alone[0]
