@@ -9,24 +9,25 @@ Semantics copied from dolma 1.2.1 `src/deduper.rs` (paragraph branch):
   when `skip_empty`, are not checked;
 - tokens are UAX #29 word segments (`text.dolma_tokens`; found in one vectorised pass per
   batch of texts, `_add_texts`); every window of `ngram_length` tokens whose start satisfies
-  dolma's stride rule is looked up in a Bloom filter and inserted when absent; score = (windows
-  already present) / (windows checked), in f32 as dolma computes it;
+  dolma's stride rule counts as seen when the same window occurred earlier in the corpus;
+  score = (windows seen) / (windows checked), in f32 as dolma computes it;
 - a paragraph with fewer than 2 windows is instead looked up as a whole (score 1.0 or 0.0),
   unless `skip_short_paragraphs`;
 - a span [start, end, score] is written when score >= `overlap_threshold`.
 
-Differences, on purpose: the Bloom filter is ours (`bloom.py`: same sizing rule, fewest probes
-that meet the target rate, different hash functions; tokens and whole paragraphs hashed by
-`text.span_hashes`), so false positives differ from dolma's;
-shards are processed strictly in the given order (dolma's threads race, so its output depends
-on scheduling); an empty text gets `[]` rather than no key; with `min_words` > 0 dolma never
+Differences, on purpose: "seen" is exact (dolma asks a Bloom filter, so its rare false positives
+mark a few more windows seen; `expected_count` and `false_positive_rate` are accepted for its
+configs and unused); shards are processed strictly in the given order (dolma's threads race,
+so its output depends on scheduling); an empty text gets `[]` rather than no key; with `min_words` > 0 dolma never
 dedupes at all (its `else if` chain skips the check), here paragraphs with enough words are
 checked.
 
 On Ray, three stages, each a set of tasks:
   A. per shard: tokenise, hash windows, split the keys into `bloom_partitions` pieces by their
      top bits (keys-<shard>-<piece>.npy) and keep the paragraph table;
-  B. per Bloom piece: walk the shards in order, check-and-insert that piece's keys;
+  B. per piece: the piece's keys of all shards in corpus order, each marked seen when it
+     occurred before (polars' `is_first_distinct`), in rounds of at most `KEYS_PER_ROUND`
+     keys (split by their low bits) so that a task's memory stays bounded;
   C. per shard: gather the flags back into key order, score paragraphs, write attributes.
 Because every key always goes to the same piece and every piece sees its keys in corpus
 order, the result is that of one sequential pass, whatever the number of workers.
@@ -40,12 +41,22 @@ import numpy as np
 from dolma_prep.pipeline import io
 from dolma_prep.pipeline.runtime import run_tasks, summarise
 
-from . import checked, bloom, components
+from . import checked, components
 from . import text
 from .text import dolma_tokens, window_hashes
 
 _WHOLE_SEED = 0x5EED_0001
+# keys one round of a piece task holds (8 B each, and polars' table): the rest wait their round
+KEYS_PER_ROUND = 1 << 24
 _CHARS_PER_BATCH = 1 << 20  # texts are joined into batches of about this many characters
+
+
+def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
+    """The piece each key belongs to (top bits of the key); `partitions` is a power of two."""
+    if partitions == 1:
+        return np.zeros(len(keys), dtype=np.int64)
+    shift = np.uint64(64 - (partitions.bit_length() - 1))
+    return (np.asarray(keys, dtype=np.uint64) >> shift).astype(np.int64)
 
 
 def _stride_keep(local: np.ndarray, stride: int) -> np.ndarray:
@@ -245,7 +256,7 @@ def _stage_keys(shard_index: int, doc_path: str, work: str, params: dict) -> dic
         _add_texts(acc, texts, lines, params)
     keys = np.concatenate(acc.keys) if acc.keys else np.empty(0, dtype=np.uint64)
     pieces = params["bloom_partitions"]
-    route = bloom.partition_of(keys, pieces)
+    route = partition_of(keys, pieces)
     for piece in range(pieces):
         io.save_npy(io.join(work, f"keys-{shard_index}-{piece}.npy"), keys[route == piece])
 
@@ -263,7 +274,8 @@ def _stage_keys(shard_index: int, doc_path: str, work: str, params: dict) -> dic
         route=route.astype(np.uint16),
     )
     io.write_text_atomic(io.join(work, f"ids-{shard_index}.txt"), "\n".join(ids))
-    return {"lines": len(ids), "invalid": invalid, "paragraphs": len(par_line), "keys": int(len(keys))}
+    return {"lines": len(ids), "invalid": invalid, "paragraphs": len(par_line), "keys": int(len(keys)),
+            "piece_keys": np.bincount(route, minlength=pieces).tolist()}
 
 
 def _indexed(piece: int, n_shards: int, work: str, index_tables: tuple) -> tuple[np.ndarray, np.ndarray, int]:
@@ -283,22 +295,44 @@ def _indexed(piece: int, n_shards: int, work: str, index_tables: tuple) -> tuple
     return u, member, read
 
 
-def _stage_bloom(piece: int, n_shards: int, work: str, size_in_bytes: int, k: int, index_tables: tuple = ()) -> dict:
-    """Walk the shards in order, check-and-insert the piece's keys; with an index, a key it
-    holds counts as seen before (the indexed releases come first)."""
-    filt = bloom.BloomPiece(size_in_bytes, k)
+def _stage_seen(piece: int, n_shards: int, work: str, rounds: int, index_tables: tuple = ()) -> dict:
+    """Mark each of the piece's keys seen when the same key occurred earlier in corpus order
+    (shard by shard); with an index, a key it holds counts as seen before (the indexed
+    releases come first). Keys are split into `rounds` by their low bits: equal keys always
+    meet in one round, and a round holds about 1/rounds of the piece."""
+    import polars as pl
+
     seen_total = in_index = read = 0
     if index_tables:
         u, member, read = _indexed(piece, n_shards, work, index_tables)
-    for s in range(n_shards):
-        keys = io.load_npy(io.join(work, f"keys-{s}-{piece}.npy"))
-        seen = filt.check_and_insert(keys)
-        if index_tables and len(keys):
-            held = member[np.searchsorted(u, keys)]
+    seen: list[np.ndarray] = []
+    for r in range(rounds):
+        chunks, where = [], []
+        for s in range(n_shards):
+            keys = io.load_npy(io.join(work, f"keys-{s}-{piece}.npy"))
+            if r == 0:
+                seen.append(np.zeros(len(keys), dtype=bool))
+            idx = np.flatnonzero((keys & np.uint64(rounds - 1)) == r) if rounds > 1 else None
+            chunks.append(keys if idx is None else keys[idx])
+            where.append(idx)
+        stream = np.concatenate(chunks) if chunks else np.empty(0, np.uint64)
+        before = ~pl.Series(stream).is_first_distinct().to_numpy()
+        if index_tables and len(stream):
+            held = member[np.searchsorted(u, stream)]
             in_index += int(held.sum())
-            seen |= held
-        seen_total += int(seen.sum())
-        io.save_npy(io.join(work, f"flags-{s}-{piece}.npy"), np.packbits(seen))
+            before |= held
+        off = 0
+        for s, (chunk, idx) in enumerate(zip(chunks, where)):
+            part = before[off : off + len(chunk)]
+            off += len(chunk)
+            if idx is None:
+                seen[s] = part
+            else:
+                seen[s][idx] = part
+        del chunks, stream, before
+    for s, flags in enumerate(seen):
+        seen_total += int(flags.sum())
+        io.save_npy(io.join(work, f"flags-{s}-{piece}.npy"), np.packbits(flags))
     return {"seen": seen_total, "seen_in_index": in_index, "index_keys_read": read}
 
 
@@ -376,9 +410,9 @@ def run_paragraphs(
     Parameters (defaults as Dolma 1.7's `dd_ngram` run): ngram_length=13, stride=1,
     overlap_threshold=0.5 (`threshold` is an alias), skip_short_paragraphs=False,
     paragraph_separator="\\n", min_length=0, min_words=0, skip_empty=True,
-    expected_count=None (None: the exact number of keys, counted in stage A),
-    false_positive_rate=1e-6, bloom_partitions=8 (a power of two; part of the result, so fixed
-    independently of `workers`), against=None (an index with paragraph keys, `dolma-prep index
+    expected_count and false_positive_rate (dolma's Bloom filter sizing: accepted, unused, as
+    membership is exact), bloom_partitions=8 (a power of two: pieces of the
+    key space, one task each; the result does not depend on it), against=None (an index with paragraph keys, `dolma-prep index
     build --kinds paragraphs`: an n-gram it holds counts as seen before; the key parameters come
     from the index).
     """
@@ -403,13 +437,13 @@ def run_paragraphs(
     a = run_tasks("paragraphs:keys", _stage_keys, [(i, d, work, p) for i, (d, _) in enumerate(shards)],
                   max_in_flight=workers)
     total_keys = sum(r["keys"] for r in a)
-    expected = int(p["expected_count"] or max(1, total_keys))
-    size = bloom.suggest_size_in_bytes(expected, p["false_positive_rate"])
-    k = bloom.fewest_hashers(size, expected, p["false_positive_rate"])
-    piece_size = max(8, size // pieces)
+    largest = max((sum(r["piece_keys"][q] for r in a) for q in range(pieces)), default=0)
+    rounds = 1
+    while largest > rounds * KEYS_PER_ROUND:
+        rounds *= 2
     tables = tuple(index["tables"]) if index else ()
-    b = run_tasks("paragraphs:bloom", _stage_bloom,
-                  [(q, len(shards), work, piece_size, k, tables) for q in range(pieces)], max_in_flight=workers)
+    b = run_tasks("paragraphs:seen", _stage_seen,
+                  [(q, len(shards), work, rounds, tables) for q in range(pieces)], max_in_flight=workers)
     c = run_tasks("paragraphs:write", _stage_write, [(i, o, work, attribute, p) for i, (_, o) in enumerate(shards)],
                   max_in_flight=workers)
     if not keep_work:
@@ -428,12 +462,6 @@ def run_paragraphs(
         "duplicate_paragraphs": sum(r["duplicate_paragraphs"] for r in c),
         "documents_with_duplicates": sum(r["documents_with_duplicates"] for r in c),
         "duplicate_span_chars": sum(r["duplicate_span_chars"] for r in c),
-        "bloom": {
-            "expected_count": expected,
-            "size_in_bytes": size,
-            "num_hashers": k,
-            "predicted_false_positive_rate": bloom.prob_of_false_positive(size, expected, k),
-            "pieces": pieces,
-        },
-        "stages": {"keys": summarise(a), "bloom": summarise(b), "write": summarise(c)},
+        "membership": {"exact": True, "pieces": pieces, "rounds": rounds, "largest_piece_keys": largest},
+        "stages": {"keys": summarise(a), "seen": summarise(b), "write": summarise(c)},
     }

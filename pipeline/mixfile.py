@@ -80,9 +80,10 @@ class ParagraphsDedup(Strict):
     min_length: int = Field(default=0, ge=0)
     min_words: int = Field(default=0, ge=0)
     skip_empty: bool = True
-    expected_count: int | None = Field(default=None, ge=1, description="None: the exact number of keys")
-    false_positive_rate: float = Field(default=1e-6, gt=0, lt=1)
-    bloom_partitions: int = Field(default=8, ge=1, description="a power of two")
+    # dolma's Bloom filter sizing, accepted for its configs; unused: membership here is exact
+    expected_count: int | None = Field(default=None, ge=1, description="accepted for dolma configs; unused")
+    false_positive_rate: float = Field(default=1e-6, gt=0, lt=1, description="accepted for dolma configs; unused")
+    bloom_partitions: int = Field(default=8, ge=1, description="a power of two: key-space pieces, one task each")
     keep_work: bool = False
     against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
 

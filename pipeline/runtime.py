@@ -46,7 +46,7 @@ def init_ray(workers: int | None, address: str | None, quiet: bool = True) -> in
     # checkout); shipping the repo's parent on PYTHONPATH is enough for a local cluster.
     # one task = one core: the tokenizer engines' own thread pools are held to one thread
     env_vars = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore",
-                "FASTOKENS_BPE_THREADS": "1"}
+                "FASTOKENS_BPE_THREADS": "1", "POLARS_MAX_THREADS": "1"}
     from .encoder import ENGINE_ENV
 
     if os.environ.get(ENGINE_ENV):  # the driver's engine choice holds in every worker

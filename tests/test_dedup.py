@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dolma_prep.dedup import bloom
 from dolma_prep.pipeline.io import AtomicWriter, iter_documents, parse_document
 from dolma_prep.dedup.signatures import band_keys, permutations, shingle_hashes, signatures
 from dolma_prep.dedup.paragraphs import _paragraph_spans, _stride_keep
@@ -79,36 +78,35 @@ def test_stride_rule_matches_dolma_loop(stride):
     assert got == _dolma_stride_loop(40, stride)
 
 
-def test_bloom_sizing_matches_dolma_rule():
-    assert bloom.suggest_size_in_bytes(1000, 0.001) == 1 << 20
-    size = bloom.suggest_size_in_bytes(30_000_000_000, 1e-6)
-    assert size == 1 << 37  # 128 GiB: the size of Dolma's CC paragraph filter
-    k_dolma = bloom.optimal_number_of_hashers(size, 30_000_000_000)
-    k = bloom.fewest_hashers(size, 30_000_000_000, 1e-6)
-    assert k <= k_dolma
-    assert bloom.prob_of_false_positive(size, 30_000_000_000, k) <= 1e-6
+def test_partition_uses_top_bits():
+    from dolma_prep.dedup.paragraphs import partition_of
 
-
-def test_bloom_piece_no_false_negatives_and_low_false_positives():
-    rng = np.random.default_rng(0)
-    n = 200_000
-    size = bloom.suggest_size_in_bytes(n, 1e-3)
-    k = bloom.fewest_hashers(size, n, 1e-3)
-    piece = bloom.BloomPiece(size, k)
-    keys = rng.integers(0, 2**63, n, dtype=np.uint64)
-    keys[5000:5100] = keys[:100]  # repeats, some inside one batch
-    seen = piece.check_and_insert(keys)
-    assert seen[5000:5100].all()
-    assert seen[:100].sum() == 0
-    assert piece.contains(keys).all()
-    fresh = rng.integers(0, 2**63, 100_000, dtype=np.uint64)
-    assert piece.contains(fresh).mean() <= 2e-3
-
-
-def test_bloom_partition_uses_top_bits():
     keys = np.array([0, 1 << 61, 1 << 62, (1 << 64) - 1], dtype=np.uint64)
-    assert bloom.partition_of(keys, 4).tolist() == [0, 0, 1, 3]
-    assert bloom.partition_of(keys, 1).tolist() == [0, 0, 0, 0]
+    assert partition_of(keys, 4).tolist() == [0, 0, 1, 3]
+    assert partition_of(keys, 1).tolist() == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("rounds", [1, 4])
+def test_seen_marks_exactly_the_keys_that_occurred_before_in_corpus_order(tmp_path, rounds):
+    from dolma_prep.dedup.paragraphs import _stage_seen
+    from dolma_prep.pipeline import io as pio
+
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64)
+    shards = [pool[rng.integers(0, len(pool), n)] for n in (2500, 0, 4000, 1)]
+    for s, keys in enumerate(shards):
+        pio.save_npy(str(tmp_path / f"keys-{s}-0.npy"), keys)
+    r = _stage_seen(0, len(shards), str(tmp_path), rounds)
+    known, total = set(), 0
+    for s, keys in enumerate(shards):
+        want = []
+        for k in keys.tolist():
+            want.append(k in known)
+            known.add(k)
+        got = np.unpackbits(pio.load_npy(str(tmp_path / f"flags-{s}-0.npy")), count=len(keys)).astype(bool)
+        assert got.tolist() == want
+        total += sum(want)
+    assert r["seen"] == total > 3000
 
 
 def test_window_hashes_equal_windows_equal_keys():

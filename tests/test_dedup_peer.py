@@ -65,7 +65,7 @@ def test_paragraph_dedup_parity_with_dolma(tmp_path, ray_session):
         "bloom_filter": {
             "file": str(tmp_path / "bloom.bin"),
             "read_only": False,
-            "estimated_doc_count": stats["bloom"]["expected_count"],
+            "estimated_doc_count": stats["keys"],
             "desired_false_positive_rate": fp_rate,
         },
         "processes": 1,

@@ -142,6 +142,18 @@ def test_paragraphs_match_reference_on_bundled_sample(tmp_path):
     assert not os.path.exists(tmp_path / "work" / "paragraphs")
 
 
+def test_paragraphs_do_not_depend_on_pieces_or_rounds(tmp_path, monkeypatch):
+    from dolma_prep.dedup import paragraphs
+
+    monkeypatch.setattr(paragraphs, "KEYS_PER_ROUND", 100_000)
+    shards = shards_for(SAMPLE_DOCS, str(tmp_path / "attrs"))
+    stats = run_paragraphs(shards, "bff_duplicate_paragraph_spans", str(tmp_path / "work"), bloom_partitions=1)
+    rounds = stats["membership"]["rounds"]
+    assert rounds >= 4 and rounds * 50_000 < stats["keys"] <= rounds * 100_000 and stats["membership"]["pieces"] == 1
+    ours = [x for _, o in shards for x in read_attr(o, "bff_duplicate_paragraph_spans")]
+    assert ours == reference_paragraph_dedup(SAMPLE_DOCS)
+
+
 def test_paragraphs_small_example_and_alignment(tmp_path):
     para = "The quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat."
     d1 = write_docs(str(tmp_path / "docs" / "a.jsonl.gz"), [("a1", f"{para}\nHome\n\nunique words here")])

@@ -121,7 +121,7 @@ def test_task_totals_adds_up_every_round_of_a_global_step():
     a = [{"_rss_mb": 100.0, "_seconds": 2.0, "_cpu_s": 1.5}, {"_rss_mb": 300.0, "_seconds": 1.0, "_cpu_s": 0.25}]
     b = [{"_rss_mb": 200.0, "_seconds": 4.0, "_cpu_s": 3.0}]
     stats = {"kind": "x", "documents": 7, "stages": {"one": summarise(a), "two": summarise(b)},
-             "signatures": summarise([]), "bloom": {"pieces": 8}}
+             "signatures": summarise([]), "membership": {"pieces": 8}}
     t = task_totals(stats)
     assert (t["tasks"], t["_seconds"], t["_cpu_s"], t["_rss_mb"]) == (3, 7.0, 4.75, 300.0)
     assert sorted(t["rounds"]) == ["signatures", "stages.one", "stages.two"]
