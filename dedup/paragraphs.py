@@ -46,8 +46,10 @@ from . import text
 from .text import dolma_tokens, window_hashes
 
 _WHOLE_SEED = 0x5EED_0001
-# keys one round of a piece task holds (8 B each, and polars' table): the rest wait their round
-KEYS_PER_ROUND = 1 << 24
+# keys one round of a piece task holds (8 B each, and polars' table, ~50 MB in all): a piece
+# with more keys is done in rounds, each re-reading the piece's key files (a few rounds are
+# cheap; for a corpus with many times 8M keys per piece, raise `bloom_partitions`)
+KEYS_PER_ROUND = 1 << 20
 _CHARS_PER_BATCH = 1 << 20  # texts are joined into batches of about this many characters
 
 
