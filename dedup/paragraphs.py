@@ -18,9 +18,9 @@ Semantics copied from dolma 1.2.1 `src/deduper.rs` (paragraph branch):
 Differences, on purpose: "seen" is exact (dolma asks a Bloom filter, so its rare false positives
 mark a few more windows seen; `expected_count` and `false_positive_rate` are accepted for its
 configs and unused); shards are processed strictly in the given order (dolma's threads race,
-so its output depends on scheduling); an empty text gets `[]` rather than no key; with `min_words` > 0 dolma never
-dedupes at all (its `else if` chain skips the check), here paragraphs with enough words are
-checked.
+so its output depends on scheduling); an empty text gets `[]` rather than no key; with
+`min_words` > 0 dolma never dedupes at all (its `else if` chain skips the check), here
+paragraphs with enough words are checked.
 
 On Ray, three stages, each a set of tasks:
   A. per shard: tokenise, hash windows, split the keys into `bloom_partitions` pieces by their
@@ -43,7 +43,7 @@ from dolma_prep.pipeline.runtime import run_tasks, summarise
 
 from . import checked, components
 from . import text
-from .text import dolma_tokens, window_hashes
+from .text import window_hashes
 
 _WHOLE_SEED = 0x5EED_0001
 # keys one round of a piece task holds (8 B each, and polars' table, ~50 MB in all): a piece
@@ -151,8 +151,9 @@ def _add_texts(acc: _ShardKeys, texts: list[str], lines: list[int], params: dict
     The texts are joined by the separator into one array of code points; paragraphs are the
     ranges between separators. Paragraphs without SLOW characters (`text.char_classes`) are cut
     into tokens by `text.token_bounds`; the others (0.03% of the shared sample corpus's
-    paragraphs) by `dolma_tokens`, the full UAX #29 rules. Tokens and whole paragraphs are hashed by `span_hashes` on their code points,
-    so a token has the same hash whichever way it was found."""
+    paragraphs) by the `regex` module's full UAX #29 rules, all in one call. Tokens and whole
+    paragraphs are hashed by `text.span_hashes` on their code points, so a token has the same
+    hash whichever way it was found."""
     sep = params["paragraph_separator"]
     joined = sep.join(texts)
     all_ascii = joined.isascii()
@@ -413,10 +414,10 @@ def run_paragraphs(
     overlap_threshold=0.5 (`threshold` is an alias), skip_short_paragraphs=False,
     paragraph_separator="\\n", min_length=0, min_words=0, skip_empty=True,
     expected_count and false_positive_rate (dolma's Bloom filter sizing: accepted, unused, as
-    membership is exact), bloom_partitions=8 (a power of two: pieces of the
-    key space, one task each; the result does not depend on it), against=None (an index with paragraph keys, `dolma-prep index
-    build --kinds paragraphs`: an n-gram it holds counts as seen before; the key parameters come
-    from the index).
+    membership is exact), bloom_partitions=8 (a power of two: pieces of the key space, one task
+    each; the result does not depend on it), against=None (an index with paragraph keys,
+    `dolma-prep index build --kinds paragraphs`: an n-gram it holds counts as seen before; the
+    key parameters come from the index).
     """
     checked("paragraphs", params, DEFAULTS)
     index = None
