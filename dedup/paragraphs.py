@@ -364,11 +364,13 @@ def _stage_write(shard_index: int, out_path: str, work: str, attribute: str, par
     text = io.read_text(io.join(work, f"ids-{shard_index}.txt"))
     ids = text.split("\n") if text else []
     by_line: dict[int, list[str]] = {}
-    dup_chars = 0
-    for i in np.flatnonzero(emit):
-        v = float(score[i])
-        by_line.setdefault(int(lines[i]), []).append(f"[{int(starts[i])},{int(ends[i])},{io.format_score(v)}]")
-        dup_chars += int(ends[i] - starts[i])
+    idx = np.flatnonzero(emit)
+    dup_chars = int((ends[idx] - starts[idx]).sum())
+    # scores take few distinct values (f32 ratios of small counts): format each once
+    distinct, which = np.unique(score[idx], return_inverse=True)
+    formatted = [io.format_score(float(v)) for v in distinct]
+    for line, a, b, k in zip(lines[idx].tolist(), starts[idx].tolist(), ends[idx].tolist(), which.tolist()):
+        by_line.setdefault(line, []).append(f"[{a},{b},{formatted[k]}]")
     with io.AttributeWriter(out_path, attribute) as out:
         for line, id_js in enumerate(ids):
             out.line(id_js, io.span_list(by_line.get(line)))
