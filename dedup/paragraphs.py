@@ -68,15 +68,6 @@ def _stride_keep(local: np.ndarray, stride: int) -> np.ndarray:
     return (local == 0) | ((local - 1) % stride == 0)
 
 
-def _ragged(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For segments (start, count): (owner segment, local index, absolute index) of each item."""
-    total = int(counts.sum())
-    owner = np.repeat(np.arange(len(counts)), counts)
-    first = np.cumsum(counts) - counts
-    local = np.arange(total, dtype=np.int64) - np.repeat(first, counts)
-    return owner, local, np.repeat(starts, counts) + local
-
-
 class _ShardKeys:
     """Accumulates one shard's paragraph table and its keys, in corpus order."""
 
@@ -96,7 +87,8 @@ class _ShardKeys:
         starts = np.cumsum(n_tokens) - n_tokens
         windows = window_hashes(token_hashes, n)
         counts = np.maximum(n_tokens - n + 1, 0)
-        owner, local, absolute = _ragged(starts, counts)
+        _, local, absolute = text.ragged(starts, counts)
+        owner = np.repeat(np.arange(len(counts)), counts)
         keep = _stride_keep(local, self.stride)
         owner, absolute = owner[keep], absolute[keep]
         n_ngrams = np.bincount(owner, minlength=len(starts)).astype(np.int64)
@@ -169,10 +161,7 @@ def _add_texts(acc: _ShardKeys, texts: list[str], lines: list[int], params: dict
     seps = _separators(texts, sep, cp, doc_start)
     ps = np.concatenate([[0], seps + len(sep)]).astype(np.int64)
     pe = np.concatenate([seps, [len(cp)]]).astype(np.int64)
-    if len(sep) == 1:
-        cls[seps] = text.SPACE  # no token crosses a separator
-    else:
-        cls[(seps[:, None] + np.arange(len(sep))).ravel()] = text.SPACE
+    cls[(seps[:, None] + np.arange(len(sep))).ravel()] = text.SPACE  # no token crosses a separator
     doc = np.searchsorted(doc_start, ps, side="right") - 1
     plen = pe - ps
     if all_ascii:

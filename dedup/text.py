@@ -154,6 +154,14 @@ def token_bounds(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
+def ragged(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For segments (start, count) laid end to end: each segment's first item, and each item's
+    index within its segment and absolute index (start + local)."""
+    first = np.cumsum(counts) - counts
+    local = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(first, counts)
+    return first, local, np.repeat(starts, counts) + local
+
+
 _TERM_POSITIONS = 64
 
 
@@ -174,9 +182,8 @@ def span_hashes(cp: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seed: i
     out = np.zeros(len(starts), dtype=np.uint64)
     total = int(lengths.sum())
     if total:
-        first = np.cumsum(lengths) - lengths
-        local = np.arange(total, dtype=np.int64) - np.repeat(first, lengths)
-        chars = cp[np.repeat(starts, lengths) + local]
+        first, local, absolute = ragged(starts, lengths)
+        chars = cp[absolute]
         if int(local.max()) < _TERM_POSITIONS and (chars.dtype == np.uint8 or int(chars.max()) < 256):
             terms = _term_table()[(local << 8) | chars]  # the same terms, precomputed
         else:
