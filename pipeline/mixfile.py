@@ -1,20 +1,25 @@
 """The mix-file schema: a YAML file, validated by pydantic, that declares one whole run.
 
-A mix file is data. It is parsed with `yaml.safe_load` (no Python tags) and validated here;
-filters are jq / JSONPath expressions run by their own engines, never by Python's `eval`.
-Relative paths (`data_root`, `output`, model paths) resolve against the mix file's folder.
+A mix file is data. It is parsed by a bounded `yaml.SafeLoader` (no Python tags; at most
+MAX_MIX_BYTES, and at most MAX_YAML_NODES / MAX_YAML_CHARS once aliases are expanded) and
+validated here; filters are jq / JSONPath expressions run by their own engines, never by
+Python's `eval`. Relative paths (`data_root`, `output`, model paths) resolve against the mix
+file's folder. Names that become folders under the output (mix name, experiments, source
+names, dedup attributes) are single safe path components, one writer per attribute folder;
+numbers are finite and within the bounds below.
 """
 from __future__ import annotations
 
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .io import InputError, is_remote
 
@@ -22,11 +27,59 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 BUNDLED_TOKENIZER = os.path.join(HERE, "resources", "allenai_gpt-neox-olmo-dolma-v1_5.json")
 BUNDLED_SAMPLE = os.path.join(REPO, "sample", "documents")
-SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # every name that becomes a folder, not only sources'
+
+# -- bounds -------------------------------------------------------------------------------------
+# A mix file is a few KiB (the bundled ones are under 10 KiB); 1 MiB leaves room for thousands of
+# explicit document paths while a file that is not a mix (a data file passed by mistake) stops here.
+MAX_MIX_BYTES = 1 << 20
+# Aliases let a tiny file stand for a huge document ("billion laughs": 9 aliases of 9 aliases ...
+# nine deep is 9**9 nodes): the composed document, counted as if every alias were written out, may
+# hold at most this many nodes and scalar characters. Real mixes are far below both (general.yaml:
+# ~300 nodes, ~3,500 characters; 20,000 explicit document paths: ~20,000 nodes); above them the run
+# would copy the expansion into every dump, hash and task (the constructed data shares aliased
+# objects, `model_dump` and `json.dumps` do not).
+MAX_YAML_NODES = 200_000
+MAX_YAML_CHARS = 4 * MAX_MIX_BYTES
+MAX_YAML_DEPTH = 64  # nesting; a mix is ~6 deep, and the YAML composer recurses per level
+# Token counts: the largest public corpora hold ~1e13-1e14 tokens; 1e15 is above any real source
+# yet below 2**53, so counts stay exact in a float and products with a proportion stay finite.
+MAX_TOKENS = 1e15
+MAX_DOCUMENTS = MAX_TOKENS  # every document holds at least one token
+# A proportion above 1 up-samples (repeats) a source: OLMo / Dolma mixes repeat a source at most a
+# few times (past ~4 epochs repeats help less and less: Muennighoff et al. 2023); 100 is far past
+# any sensible value and still catches a typo such as a token count written as a proportion.
+MAX_PROPORTION = 100.0
+# `scale` multiplies every token target (0.01 for a smoke run, 2 for a bigger one); above 1e6 it is
+# a typo, and with MAX_TOKENS the scaled targets (<= 1e21) stay finite.
+MAX_SCALE = 1e6
+# A folder name: file systems allow 255 bytes per component; a shorter bound leaves room for the
+# suffixes the pipeline adds (e.g. `<name>-search.yaml`).
+MAX_NAME_LENGTH = 128
+
+
+def safe_name(value: str, what: str = "name") -> str:
+    """`value` if it can be one folder under the output: SOURCE_NAME (letters, digits, `_`, `.`,
+    `-`, starting with a letter or digit, so never `.hidden` or `-flag`), no `..`, no `/`, at most
+    MAX_NAME_LENGTH characters. A name such as `../../data` would otherwise write attribute files
+    outside the output, over someone's inputs. ValueError naming `what` otherwise."""
+    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH or not SOURCE_NAME.match(value) or ".." in value:
+        shown = value if not isinstance(value, str) or len(value) <= 60 else value[:57] + "..."
+        raise ValueError(f"{what} {shown!r} must match {SOURCE_NAME.pattern}, may not contain '..' and has at most "
+                         f"{MAX_NAME_LENGTH} characters (it becomes a folder name under the output)")
+    return value
+
+
+# a name that becomes a path under the output: a dedup kind's attribute folder, an experiment, the run name
+AttributeName = Annotated[str, AfterValidator(lambda v: safe_name(v, "attribute"))]
+ExperimentName = Annotated[str, AfterValidator(lambda v: safe_name(v, "experiment"))]
+RunName = Annotated[str, AfterValidator(lambda v: safe_name(v, "mix name"))]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: every float field refuses .inf / .nan (a threshold of nan compares false
+    # with everything and silently keeps or drops all documents)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TaggerSpec(Strict):
@@ -34,7 +87,7 @@ class TaggerSpec(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     # attribute folder and key prefix; default: the mix's `experiment`. Dolma 1.7's filters
     # name e.g. `cc_multi_bin__cc_multi_bin__hq`: experiment cc_multi_bin, tagger cc_multi_bin
-    experiment: str | None = None
+    experiment: ExperimentName | None = None
     # GPUs each tag task asks Ray for (e.g. 1 for hf_classifier_v1 on a GPU node; fractions share one)
     num_gpus: float = Field(default=0.0, ge=0)
 
@@ -60,7 +113,7 @@ class SpanReplacement(Strict):
 class ExactDedup(Strict):
     """Exact dedup (`dedup/exact.py` run_exact)."""
 
-    attribute: str = "exact_duplicates"
+    attribute: AttributeName = "exact_duplicates"
     key: str = "text"  # "text" or a dotted field such as "metadata.url"
     partitions: int | None = Field(default=None, ge=1)  # default: one per GiB of input files, 1..256
     against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
@@ -70,7 +123,7 @@ class ParagraphsDedup(Strict):
     """Paragraph n-gram dedup (`dedup/paragraphs.py` run_paragraphs; defaults: Dolma 1.7's
     `dd_ngram` run). The defaults here must equal that module's DEFAULTS (tested)."""
 
-    attribute: str = "bff_duplicate_paragraph_spans"
+    attribute: AttributeName = "bff_duplicate_paragraph_spans"
     ngram_length: int = Field(default=13, ge=1)
     stride: int = Field(default=1, ge=1)
     overlap_threshold: float = Field(default=0.5, ge=0, le=1)
@@ -99,7 +152,7 @@ class MinHashDedup(Strict):
     """MinHash-LSH document dedup (`dedup/minhash.py` run_minhash); defaults equal that
     module's DEFAULTS (tested)."""
 
-    attribute: str = "minhash_duplicates"
+    attribute: AttributeName = "minhash_duplicates"
     ngram: int = Field(default=5, ge=1)
     num_perm: int | None = Field(default=None, ge=1, description="default bands * rows")
     bands: int = Field(default=16, ge=1)
@@ -110,7 +163,7 @@ class MinHashDedup(Strict):
     hash_family: Literal["multiply_shift", "mersenne"] = "multiply_shift"
     memory_budget_mb: int = Field(default=1024, ge=64)
     partitions: int | None = Field(default=None, ge=1)
-    clusters_path: str | None = None
+    clusters_path: str | None = None  # a path the user chooses on purpose (anywhere); not a name under the output
     keep_work: bool = False
     against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
 
@@ -125,7 +178,7 @@ class DecontaminateDedup(Strict):
     """Decontamination against evaluation sets (`dedup/decontam.py` run_decontaminate);
     defaults equal that module's DEFAULTS (tested)."""
 
-    attribute: str = "decontamination_spans"
+    attribute: AttributeName = "decontamination_spans"
     eval_sets: list[str] | None = Field(default=None, min_length=1,
                                         description="files, globs, folders or hf:NAME[:CONFIG][@SPLIT]")
     eval_index: str | None = Field(default=None, description="an evaluation registry INDEX[@VERSION]")
@@ -153,7 +206,7 @@ class SubstringsDedup(Strict):
     """Exact-substring dedup with suffix arrays (`dedup/substrings.py` run_substrings);
     defaults equal that module's DEFAULTS (tested)."""
 
-    attribute: str = "duplicate_substring_spans"
+    attribute: AttributeName = "duplicate_substring_spans"
     min_length: int = Field(default=100, ge=1, description="K: substrings of >= K units repeated anywhere")
     unit: Literal["bytes", "tokens"] = "bytes"
     part_size: int = Field(default=1 << 26, ge=1, description="units per suffix-array part (~14 B per unit)")
@@ -215,10 +268,11 @@ class Source(Strict):
     name: str
     documents: list[str] = Field(default_factory=list)
     dataset: HFDataset | None = None
-    proportion: float | None = Field(default=None, ge=0)
-    tokens: float | None = Field(default=None, ge=0)
-    tokens_available: float | None = Field(default=None, ge=0, description="declared size of the source, for `plan`")
-    documents_available: float | None = Field(default=None, ge=0)
+    proportion: float | None = Field(default=None, ge=0, le=MAX_PROPORTION)
+    tokens: float | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    tokens_available: float | None = Field(default=None, ge=0, le=MAX_TOKENS,
+                                           description="declared size of the source, for `plan`")
+    documents_available: float | None = Field(default=None, ge=0, le=MAX_DOCUMENTS)
     filters: Filters | None = None
     span_replacement: list[SpanReplacement] | None = None
     min_text_length: int | None = Field(default=None, ge=0)
@@ -226,10 +280,7 @@ class Source(Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if not SOURCE_NAME.match(v) or ".." in v:
-            raise ValueError(f"source name {v!r} must match {SOURCE_NAME.pattern} and may not contain '..' "
-                             "(it becomes a folder name under the output)")
-        return v
+        return safe_name(v, "source name")
 
     @model_validator(mode="after")
     def _one_input(self) -> "Source":
@@ -245,27 +296,29 @@ class Source(Strict):
 
 
 class MixFile(Strict):
-    name: str
+    name: RunName  # the default output folder is out/<name>
     description: str = ""
     data_root: str | None = None
     output: str | None = None
     seed: int = 0
-    experiment: str = "dolma_prep"
-    taggers: list[TaggerSpec | str] = Field(default_factory=list)
+    experiment: ExperimentName = "dolma_prep"
+    taggers: list[TaggerSpec] = Field(default_factory=list)  # a bare name stands for {name: NAME}
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     filters: Filters = Field(default_factory=Filters)
     span_replacement: list[SpanReplacement] = Field(default_factory=list)
     min_text_length: int = Field(default=0, ge=0)
-    total_tokens: float | None = Field(default=None, gt=0, description="run-level token budget")
+    total_tokens: float | None = Field(default=None, gt=0, le=MAX_TOKENS, description="run-level token budget")
     scale: float | Literal["auto"] = Field(default=1.0, description="multiply token targets; 'auto': the largest "
                                            "scale <= 1 the data can deliver, keeping the planned shares")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     sources: list[Source] = Field(min_length=1)
 
-    @field_validator("taggers")
+    @field_validator("taggers", mode="before")
     @classmethod
-    def _taggers(cls, v: list) -> list[TaggerSpec]:
-        return [TaggerSpec(name=t) if isinstance(t, str) else t for t in v]
+    def _taggers(cls, v):
+        """Bare names become specs before validation, so an error names `taggers.0.experiment`
+        once, not once per member of a `TaggerSpec | str` union."""
+        return [{"name": t} if isinstance(t, str) else t for t in v] if isinstance(v, list) else v
 
     @field_validator("sources")
     @classmethod
@@ -275,6 +328,29 @@ class MixFile(Strict):
         if dup:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dup)}")
         return v
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _scale(cls, v):
+        return _scale_value(v, "")
+
+    @model_validator(mode="after")
+    def _one_writer_per_folder(self) -> "MixFile":
+        """Every tagger experiment and every dedup kind writes `attributes/<name>/` under the output:
+        two producers with one name would overwrite each other's files (or, resumed, read the other's
+        as their own). Names differing only in case collide on case-insensitive file systems too."""
+        writers: dict[str, str] = {}
+        producers = [(exp, f"taggers (experiment {exp!r})") for exp in self.tagger_groups()]
+        for kind in DEDUP_OPTIONS:
+            cfg = getattr(self.dedup, kind)
+            if cfg is not None:
+                producers.append((cfg.attribute, f"dedup.{kind}.attribute"))
+        for name, who in producers:
+            other = writers.setdefault(name.casefold(), who)
+            if other != who:
+                raise ValueError(f"{other} and {who} would both write the attribute folder attributes/{name}/ under "
+                                 "the output; give each its own name")
+        return self
 
     # -- derived ---------------------------------------------------------------------------
     def tagger_groups(self) -> dict[str, list[tuple[str, dict]]]:
@@ -299,6 +375,104 @@ class MixFile(Strict):
         d = self.model_dump(mode="json", exclude={"output": True, "description": True, "data_root": True,
                                                   "taggers": {"__all__": {"num_gpus"}}})
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _scale_value(value, where: str) -> float | str:
+    """'auto', or a finite number in (0, MAX_SCALE] (a string from the command line included);
+    ValueError otherwise. A scale of 0 or below plans nothing, nan compares false with every
+    measured count and inf asks for infinite tokens."""
+    if value == "auto":
+        return "auto"
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        s = float(value)
+    except (TypeError, ValueError, OverflowError):
+        s = math.nan
+    if not (math.isfinite(s) and 0 < s <= MAX_SCALE):
+        got = f", got {value!r}" if where else ""  # in a mix file the error list shows the value itself
+        raise ValueError(f"{where}must be 'auto' or a finite number > 0 and <= {MAX_SCALE:g} (MAX_SCALE){got}")
+    return s
+
+
+def check_scale(value, where: str = "--scale") -> float | str:
+    """The command line's `--scale`: 'auto' or a finite number in (0, MAX_SCALE], the same rule as
+    the mix file's `scale`; InputError (exit 2) otherwise."""
+    try:
+        return _scale_value(value, f"{where} ")
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+def check_name(value, where: str) -> str:
+    """A command-line name that becomes a folder (`tag --experiment`, `dedup --attribute`): the
+    rule of safe_name; InputError (exit 2) otherwise."""
+    try:
+        return safe_name(value, where)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+def check_workers(n, where: str = "--workers") -> int:
+    """The command line's `--workers`: a whole number >= 1 (a string of digits included);
+    InputError (exit 2) otherwise. Callers keep their own default for an option not given."""
+    if isinstance(n, bool) or isinstance(n, float) and not n.is_integer():
+        raise InputError(f"{where} must be a whole number >= 1, got {n!r}")
+    try:
+        k = int(n)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{where} must be a whole number >= 1, got {n!r}") from None
+    if k < 1:
+        raise InputError(f"{where} must be a whole number >= 1, got {n!r}")
+    return k
+
+
+_ABSENT = object()
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    s = "<absent>" if value is _ABSENT else json.dumps(value, sort_keys=True, default=str)
+    return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
+def _by_name(items: list) -> dict | None:
+    """{name: item} when every item is a dict with a distinct string "name" (sources, taggers)."""
+    if not all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in items):
+        return None
+    names = [x["name"] for x in items]
+    return dict(zip(names, items)) if len(set(names)) == len(names) else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b and type(a) is type(b) or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                             and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+    """The fields that differ between two `MixFile.model_dump(mode="json")` dicts, one line each:
+    `sources[books].proportion: 1.0 -> 2.0` (values as JSON, shortened to ~60 characters; a
+    field on one side only shows `<absent>`). Dicts recurse by key, lists by index, except lists
+    of dicts with distinct names (sources, taggers), which pair items by name. So a rerun that
+    finds another configuration can say what changed, not only that the hash did."""
+    out: list[str] = []
+
+    def walk(path: str, a: Any, b: Any) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in list(a) + [k for k in b if k not in a]:
+                walk(f"{path}.{k}" if path else str(k), a.get(k, _ABSENT), b.get(k, _ABSENT))
+        elif isinstance(a, list) and isinstance(b, list):
+            na, nb = _by_name(a), _by_name(b)
+            if na is not None and nb is not None:
+                for k in list(na) + [k for k in nb if k not in na]:
+                    walk(f"{path}[{k}]", na.get(k, _ABSENT), nb.get(k, _ABSENT))
+            else:
+                for i in range(max(len(a), len(b))):
+                    walk(f"{path}[{i}]", a[i] if i < len(a) else _ABSENT, b[i] if i < len(b) else _ABSENT)
+        elif not _same(a, b):
+            out.append(f"{path or '<root>'}: {_short(a)} -> {_short(b)}")
+
+    walk("", old, new)
+    return out
 
 
 def _resolve(base_dir: str, path: str) -> str:
@@ -353,10 +527,12 @@ def _format_error(path: str, raw: dict, err: ValidationError, root: type[BaseMod
                 msg += f"; did you mean {close[0]!r}?" if close else ""
                 msg += f" known keys: {', '.join(known)}"
         found = e.get("input")
-        found_s = "" if isinstance(found, (dict, list)) else f"; found {found!r}"
+        found_r = repr(found)  # shortened: a value may be a whole line of digits or a pasted document
+        found_r = found_r[:77] + "..." if len(found_r) > 80 else found_r
+        found_s = "" if isinstance(found, (dict, list)) else f"; found {found_r}"
         if e["type"] == "extra_forbidden":
             found_s = ""
-        lines.append(f"  - {loc}: {msg}{found_s}")
+        lines.append(f"  - {loc + ': ' if loc else ''}{msg}{found_s}")
     return "\n".join(lines)
 
 
@@ -369,19 +545,104 @@ def _check_filters(path: str, mix: "MixFile", raw: dict) -> None:
     for i, src in enumerate(mix.sources):
         if src.filters is not None:
             groups.append((f"sources[{i}] ({src.name}).filters", src.filters))
+    compiled: set[str] = set()  # a rule reused by many sources (a YAML anchor) compiles once; errors name its first use
     for where, f in groups:
         for kind in ("include", "exclude"):
             for j, rule in enumerate(getattr(f, kind)):
-                compile_expression(rule, f"{path}: {where}.{kind}[{j}]")
+                if rule not in compiled:
+                    compile_expression(rule, f"{path}: {where}.{kind}[{j}]")
+                    compiled.add(rule)
+
+
+class _TooBig(yaml.YAMLError):
+    """A bound of _BoundedLoader crossed, at `mark` (the alias or node that crossed it)."""
+
+    def __init__(self, problem: str, mark):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that counts the document as if every alias were written out, while composing
+    (before anything is constructed): each node adds 1 node and its scalar's length, each alias
+    the size of the node it names (memoised, so counting is linear in the file). Crossing
+    MAX_YAML_NODES / MAX_YAML_CHARS / MAX_YAML_DEPTH, or an alias inside its own anchor (a
+    recursive structure that no dump or hash can expand), stops at that alias's line."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._size: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, chars) expanded; nodes live until the end
+        self._nodes = self._chars = self._depth = 0
+
+    def _add(self, nodes: int, chars: int, mark, what: str) -> None:
+        self._nodes += nodes
+        self._chars += chars
+        if self._nodes > MAX_YAML_NODES or self._chars > MAX_YAML_CHARS:
+            raise _TooBig(f"{what} expands the mix file past {MAX_YAML_NODES:,} YAML nodes or {MAX_YAML_CHARS:,} "
+                          "characters with every alias written out (MAX_YAML_NODES, MAX_YAML_CHARS; an alias bomb?)",
+                          mark)
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # an undefined alias: the composer's own error
+                size = self._size.get(id(target))
+                if size is None:
+                    raise _TooBig(f"alias *{event.anchor} is used inside its own anchor &{event.anchor} (a recursive "
+                                  "structure has no finite expansion)", event.start_mark)
+                self._add(*size, event.start_mark, f"alias *{event.anchor}")
+            return super().compose_node(parent, index)
+        mark = self.peek_event().start_mark
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _TooBig(f"nested more than {MAX_YAML_DEPTH} levels deep (MAX_YAML_DEPTH)", mark)
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.ScalarNode):
+            size = (1, len(node.value))
+            self._add(*size, mark, "this value")
+        else:
+            children = [c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode) else node.value
+            sizes = [self._size[id(c)] for c in children]
+            size = (1 + sum(n for n, _ in sizes), sum(c for _, c in sizes))
+            self._add(1, 0, mark, "this value")
+        self._size[id(node)] = size
+        return node
+
+
+def _read_yaml(path: str) -> Any:
+    """The mix file's data: at most MAX_MIX_BYTES of UTF-8, parsed by _BoundedLoader."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_MIX_BYTES + 1)  # not stat: a pipe or /dev/zero has no size
+    except FileNotFoundError:
+        raise InputError(f"{path}: mix file not found") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the mix file: {e.strerror or e}") from None
+    if len(data) > MAX_MIX_BYTES:
+        raise InputError(f"{path}: larger than {MAX_MIX_BYTES:,} bytes (MAX_MIX_BYTES); a mix file is a few KiB of "
+                         "YAML: is this a data file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); a mix file is YAML in UTF-8") from None
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def load_mix(path: str, data_root: str | None = None, output: str | None = None) -> MixFile:
     """Read and validate a mix file; raise InputError with a precise message on any problem."""
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path}: mix file not found") from None
+        raw = _read_yaml(path)
+    except _TooBig as e:
+        mark = e.problem_mark
+        raise InputError(f"{path}:{mark.line + 1}:{mark.column + 1}: {e.problem}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
