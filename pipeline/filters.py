@@ -19,6 +19,13 @@ A filter sees the document and nothing else:
   (`[range(1e12)]`, `[repeat(.)]`, deep recursion, a regex that backtracks for ever) is
   stopped and reported as `FilterLimitError` naming the rule and the document.
 
+A rule that raises on a document (`.text + 1`, `.text | tonumber` on a word, `error("...")`, a
+JSONPath operator given the wrong type) has not matched it, as it always has here, but that is
+an error of the rule, not an answer: the helper reports which rules raised on each document and
+the FilterSet tallies them per rule (`RuleErrors`), so that a broken exclude rule that silently
+excludes nothing shows up in the run's counts. Indexing null (`.missing.key`, `null[0][2]`) is
+not an error in jq (it gives null), so rules over absent attributes count none.
+
 Why a process: the jq engine runs in C with the GIL held, so nothing in the same process can
 interrupt it; in the helper, an interval timer's SIGALRM (default action) ends the process
 wherever it is, and RLIMIT_AS makes allocation fail. Cost (bundled sample, general.yaml's
@@ -213,17 +220,37 @@ def _compile(expr: str):
     return "jq", jq.compile(expr)
 
 
-def _matches(kind: str, compiled: Any, doc: Any, text: str | None = None) -> bool:
+# characters of a rule's error message kept (jq's messages quote the values involved)
+ERROR_MESSAGE_CHARS = 200
+
+
+def _one_line(msg: str) -> str:
+    """Messages end up in one-line places (a log line, a result's list of examples)."""
+    return msg.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _evaluate(kind: str, compiled: Any, doc: Any, text: str | None = None) -> tuple[bool, str | None]:
+    """(matched, why the rule raised or None). A rule that raises has not matched (decisions are
+    what they always were); the message tells the caller, instead of passing for "no match"."""
     if kind == "jsonpath":
-        return len(compiled.find(doc)) > 0
+        try:
+            return len(compiled.find(doc)) > 0, None
+        except MemoryError:
+            raise  # the memory bound, reported as such by the helper
+        except Exception as e:  # noqa: BLE001 (jsonpath-ng lets Python's own errors through)
+            return False, _one_line(f"{type(e).__name__}: {e}")[:ERROR_MESSAGE_CHARS]
     try:
         out = (compiled.input_text(text) if text is not None else compiled.input_value(doc)).first()
     except StopIteration:
-        return False
-    except ValueError:
-        # jq runtime errors, e.g. indexing null when an attribute is missing: no match
-        return False
-    return out is not None and out is not False
+        return False, None  # no output (`empty`, `select(false)`): no match, no error
+    except ValueError as e:
+        # jq runtime errors (type errors, error(...), tonumber on a word); indexing null is not one
+        return False, _one_line(str(e))[:ERROR_MESSAGE_CHARS]
+    return out is not None and out is not False, None
+
+
+def _matches(kind: str, compiled: Any, doc: Any, text: str | None = None) -> bool:
+    return _evaluate(kind, compiled, doc, text)[0]
 
 
 @dataclass
@@ -238,6 +265,13 @@ class Expression:
 
     def matches(self, doc: dict) -> bool:
         return _matches(self.kind, self._compiled, doc)
+
+    @property
+    def name(self) -> str:
+        """The rule as counts and messages name it: `filters.exclude[0]: .text | tonumber` (its
+        source on one line, shortened)."""
+        src = " ".join(self.source.split())
+        return f"{self.where}: {src if len(src) <= 100 else src[:99] + '…'}"
 
 
 def compile_expression(expr: str, where: str = "") -> Expression:
@@ -258,6 +292,37 @@ class FilterLimitError(InputError):
     """A rule ran past the per-document time or memory bound."""
 
 
+class RuleErrors:
+    """Rules that raised at run time, by rule name (`Expression.name`): on how many documents,
+    and the first such document's id and message. A FilterSet keeps one over its life
+    (`FilterSet.rule_errors`); a caller that needs the errors of its own calls only (select, per
+    shard, while the FilterSet is shared by the shards of a worker) passes its own to
+    `decide_many`."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.first: dict[str, tuple[Any, str]] = {}  # rule -> (document id, message)
+
+    def add(self, rule: str, doc_id: Any, message: str) -> None:
+        self.counts[rule] = self.counts.get(rule, 0) + 1
+        self.first.setdefault(rule, (doc_id, message))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def by_rule(self) -> dict[str, int]:
+        return dict(sorted(self.counts.items()))
+
+    def examples(self, limit: int | None = None) -> list[str]:
+        """The first error of each rule, "RULE: doc id 'X': message", rules in sorted order."""
+        out = [f"{r}: doc id {_one_line(repr(self.first[r][0]))}: {self.first[r][1]}" for r in sorted(self.first)]
+        return out if limit is None else out[:limit]
+
+
 # ----------------------------------------------------------------------------- the helper process
 
 _WORKER = r"""
@@ -275,11 +340,14 @@ _serve(json.loads(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
 
 def _serve(rules: list[str], seconds: float, progress_fd: int) -> None:
     """Helper loop. A request is a line "N" followed by N JSON documents, one per line; the
-    answer is N lines "I E": the index of the first matching include rule (-1: none, -2: no
-    include rules) and of the first matching exclude rule (-1: none; not evaluated when no
-    include matched). Each document runs under an interval timer whose signal (SIGALRM, left
-    at its default action) ends this process, even inside the C jq engine; before each rule
-    the document's index in the request and the rule's index are stored in `progress`."""
+    answer is N lines "I E" or "I E ERRORS": the index of the first matching include rule (-1:
+    none, -2: no include rules) and of the first matching exclude rule (-1: none; not evaluated
+    when no include matched), then, only when rules raised on the document, a JSON list of
+    [rule index (includes first, then excludes), message] (one line: JSON escapes newlines). A
+    rule that raised has not matched, so the next rule is evaluated. Each document runs under
+    an interval timer whose signal (SIGALRM, left at its default action) ends this process, even
+    inside the C jq engine; before each rule the document's index in the request and the rule's
+    index are stored in `progress`."""
     signal.signal(signal.SIGALRM, signal.SIG_DFL)  # in case the parent ignored it (kept across exec)
     progress = mmap.mmap(progress_fd, 8)
     n_include = int(rules[0])
@@ -298,11 +366,15 @@ def _serve(rules: list[str], seconds: float, progress_fd: int) -> None:
             try:
                 doc = json.loads(line) if any_jsonpath else None
                 text = line.decode("utf-8")
+                errors = []
                 inc = -1 if n_include else -2
                 for i in range(n_include):
                     progress[0:8] = pack(d, i)
                     k, c = compiled[i]
-                    if _matches(k, c, doc, text if k == "jq" else None):
+                    hit, err = _evaluate(k, c, doc, text if k == "jq" else None)
+                    if err is not None:
+                        errors.append((i, err))
+                    if hit:
                         inc = i
                         break
                 exc = -1
@@ -310,13 +382,19 @@ def _serve(rules: list[str], seconds: float, progress_fd: int) -> None:
                     for i in range(n_include, len(compiled)):
                         progress[0:8] = pack(d, i)
                         k, c = compiled[i]
-                        if _matches(k, c, doc, text if k == "jq" else None):
+                        hit, err = _evaluate(k, c, doc, text if k == "jq" else None)
+                        if err is not None:
+                            errors.append((i, err))
+                        if hit:
                             exc = i - n_include
                             break
             except MemoryError:
                 os._exit(3)
             signal.setitimer(signal.ITIMER_REAL, 0)
-            replies.append(b"%d %d\n" % (inc, exc))
+            if errors:
+                replies.append(b"%d %d %s\n" % (inc, exc, json.dumps(errors).encode()))
+            else:
+                replies.append(b"%d %d\n" % (inc, exc))
         out.write(b"".join(replies))
         out.flush()
 
@@ -324,6 +402,8 @@ def _serve(rules: list[str], seconds: float, progress_fd: int) -> None:
 class FilterSet:
     """Include/exclude rules; `decide(doc)` returns None to keep or the rule that dropped it,
     `decide_many(docs)` the same for a block of documents in one round trip to the helper.
+    Rules that raised on a document count as not matched and are tallied in `rule_errors`
+    (every call since the set was made) and in the `errors` a caller passes to `decide_many`.
 
     Rules are checked and compiled here (InputError at load); documents are evaluated in a
     helper process bounded by `seconds` per document and `memory_mb` of address space."""
@@ -337,6 +417,7 @@ class FilterSet:
         self.memory_mb = int(memory_mb)
         # handing jq a document means serialising it; skip the (large) text when no rule reads it
         self.needs_text = any("text" in e.source for e in self.include + self.exclude)
+        self.rule_errors = RuleErrors()
         self._proc: subprocess.Popen | None = None
         self._progress: mmap.mmap | None = None
 
@@ -398,10 +479,12 @@ class FilterSet:
             what = f"went over {self.memory_mb} MB of memory"
         else:
             what = f"stopped its filter process (exit {code})"
-        return FilterLimitError(f"{name} {what} on document id {doc_id!r}; a filter may take at most "
-                                f"{self.seconds:g} s and {self.memory_mb} MB per document")
+        # one line, whatever the rule's `where` or the document's id holds (a log line, a CLI message)
+        return FilterLimitError(_one_line(f"{name} {what} on document id {doc_id!r}; a filter may take at most "
+                                          f"{self.seconds:g} s and {self.memory_mb} MB per document"))
 
-    def _ask(self, lines: list[bytes], docs: list[dict]) -> list[tuple[int, int]]:
+    def _ask(self, lines: list[bytes], docs: list[dict]) -> list[tuple[int, int, list]]:
+        """One round trip: per document (include index, exclude index, [[rule index, message], ...])."""
         if self._proc is None or self._proc.poll() is not None:
             self._start()
         self._progress[0:8] = struct.pack("<ii", -1, -1)
@@ -423,17 +506,28 @@ class FilterSet:
             if not chunk:
                 raise self._fail(docs)
             buf += chunk
-        return [(int(a), int(b)) for a, b in (x.split() for x in buf.splitlines())]
+        out = []
+        for x in buf.splitlines():
+            a, b, *errors = x.split(b" ", 2)
+            out.append((int(a), int(b), json.loads(errors[0]) if errors else []))
+        return out
 
-    def decide_many(self, docs: list[dict], block: int = 256) -> list[str | None]:
+    def decide_many(self, docs: list[dict], block: int = 256, errors: RuleErrors | None = None) -> list[str | None]:
+        """Each document's reason to drop it, or None to keep it. Rules that raised are added to
+        `self.rule_errors` and, when given, to `errors` (the caller's own tally)."""
         if not self.include and not self.exclude:
             return [None] * len(docs)
         if not self.needs_text:
             docs = [{k: v for k, v in d.items() if k != "text"} if "text" in d else d for d in docs]
+        rules = self.include + self.exclude
         out: list[str | None] = []
         for lo in range(0, len(docs), block):
             part = docs[lo: lo + block]
-            for inc, exc in self._ask([json.dumps(d).encode() + b"\n" for d in part], part):
+            for doc, (inc, exc, raised) in zip(part, self._ask([json.dumps(d).encode() + b"\n" for d in part], part)):
+                for r, msg in raised:
+                    for tally in (self.rule_errors, errors):
+                        if tally is not None:
+                            tally.add(rules[r].name, doc.get("id"), msg)
                 if inc == -1:
                     out.append("include: no rule matched")
                 elif exc >= 0:

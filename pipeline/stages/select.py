@@ -2,7 +2,8 @@
 
 For each document (joined with every attribute file of its shard, as the dolma mixer does):
 1. document-level dedup attributes (exact, minhash, decontaminate): any span -> dropped;
-2. the source's filters (jq / JSONPath include/exclude);
+2. the source's filters (jq / JSONPath include/exclude); a rule that raises on a document has not
+   matched it, and is counted per rule in the shard's `rule_errors` (with first examples);
 3. span replacement (e.g. delete duplicate paragraphs, mask PII), then `min_text_length`.
 Kept documents go to `kept/<rel>` (Dolma format, text after replacement); each dropped
 document's id and the rule that decided it go to `dropped/<rel>`, for `dolma-prep show`.
@@ -13,7 +14,7 @@ from contextlib import ExitStack
 from functools import lru_cache
 
 from .. import io
-from ..filters import FilterSet
+from ..filters import FilterSet, RuleErrors
 from ..runtime import Shard
 from ..steps import Step
 from .common import Rejects, attributes_path, dropped_path, kept_path, mix_of
@@ -21,6 +22,8 @@ from .common import Rejects, attributes_path, dropped_path, kept_path, mix_of
 DOC_LEVEL_DEDUP = ("exact", "minhash", "decontaminate")
 # documents per round trip to the filter process (filters.FilterSet.decide_many)
 BLOCK = 256
+# first errors of raising rules listed in a shard's result (one per rule)
+RULE_ERROR_EXAMPLES = 5
 
 
 def attribute_names(mix) -> list[str]:
@@ -120,12 +123,15 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
     dropped: dict[str, int] = {}
     n_in = n_kept = chars_in = chars_out = chars_replaced = 0
     replaced_by: dict[str, int] = {}
+    # this shard's own: the FilterSet (and its lifetime tally) is shared by the worker's shards
+    rule_errors = RuleErrors()
 
     def finish(block: list[tuple[dict, dict, str | None]]) -> None:
         """Decide a block of joined documents (filters in one round trip), then write each."""
         nonlocal n_kept, chars_out, chars_replaced
         ask = [i for i, (_, _, reason) in enumerate(block) if reason is None]
-        decided = filters.decide_many([{**block[i][0], "attributes": block[i][1]} for i in ask]) if ask else []
+        decided = filters.decide_many([{**block[i][0], "attributes": block[i][1]} for i in ask],
+                                      errors=rule_errors) if ask else []
         reasons = [reason for _, _, reason in block]
         for i, r in zip(ask, decided):
             reasons[i] = r
@@ -196,8 +202,12 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
         read = {"read_" + k: v for k, v in read_rejects.stats().items()}
     return {**read, "documents_in": n_in, "documents_kept": n_kept, "chars_in": chars_in, "chars_kept": chars_out,
             "chars_replaced": chars_replaced, "chars_replaced_by": dict(sorted(replaced_by.items())),
-            "dropped": dict(sorted(dropped.items())), **rejects.stats()}
+            "dropped": dict(sorted(dropped.items())), **rejects.stats(),
+            # rules that raised (counted as not matched): per rule, how many documents, and first examples
+            "rule_errors": rule_errors.by_rule(), "rule_error_examples": rule_errors.examples(RULE_ERROR_EXAMPLES),
+            "rule_errors_total": rule_errors.total}
 
 
 STEP = Step("select", reads="documents + attributes/", writes="kept/, dropped/",
-            counters=("documents_in", "documents_kept", "chars_in", "chars_kept", "chars_replaced", "rejected"), run_shard=run_shard)
+            counters=("documents_in", "documents_kept", "chars_in", "chars_kept", "chars_replaced", "rejected",
+                      "rule_errors_total"), run_shard=run_shard)
