@@ -3,7 +3,9 @@
 `preflight(mix, mix_path)` checks that every tagger's model, tokenizer and list file exists
 and loads (fastText models by their header, not by reading gigabytes), that the run's
 tokenizer loads, that every evaluation set matches files and its first item parses, that
-every source's document globs match files, and that the output folder can be written. It
+every source's document globs match files, that every attribute a filter rule or span
+replacement reads is one the mix's taggers or dedup kinds write (`attribute_problems`: a typo
+reads null, and `null < 50` is true in jq), and that the output folder can be written. It
 raises one InputError whose message has one line per problem, each naming the mix file, the
 field, the path and the fix (`run "make models" first` for the bundled sample's quality
 model). Remote (fsspec URL) paths are left to the stages: checking them needs credentials and
@@ -182,6 +184,45 @@ def _source_problems(mix: MixFile, where: str) -> list[str]:
     return out
 
 
+def attribute_problems(mix: MixFile, where: str = "mix file") -> list[str]:
+    """One line per attribute key that a filter rule or a span replacement reads and no step of
+    the run writes (pipeline/attributes_known.py), with the closest written key. Why here: a
+    misspelt key is null to jq, so `.attributes.<typo>[0][2] < 50` excludes every document and
+    the run ends with 0 tokens and exit 0; span replacement of a key nobody writes replaces
+    nothing. Rules that read `.attributes` only as a whole are not checked."""
+    from .attributes_known import known_attributes, rule_attributes
+
+    known = known_attributes(mix)
+    reads: list[tuple[str, str, str]] = []  # (where in the mix file, key, what a missing key does)
+    rule_groups = [("filters", mix.filters)]
+    rule_groups += [(f"sources[{i}] ({s.name}).filters", s.filters) for i, s in enumerate(mix.sources) if s.filters]
+    for at, f in rule_groups:
+        for kind in ("include", "exclude"):
+            for j, rule in enumerate(getattr(f, kind)):
+                for key in rule_attributes(rule):
+                    reads.append((f"{at}.{kind}[{j}]", key, "the rule reads null there in every document "
+                                                             "(in jq `null < 50` is true, `null > 0.5` false)"))
+    replacement_groups = [("span_replacement", mix.span_replacement)]
+    replacement_groups += [(f"sources[{i}] ({s.name}).span_replacement", s.span_replacement)
+                           for i, s in enumerate(mix.sources) if s.span_replacement]
+    for at, rules in replacement_groups:
+        for j, r in enumerate(rules):
+            reads.append((f"{at}[{j}].attribute", r.attribute, "no span would ever be replaced"))
+    out = []
+    for at, key, effect in reads:
+        if known.knows(key):
+            continue
+        close = known.suggestion(key)
+        if close in known.prefixes:  # a tagger whose fields are known only once it runs (a model's labels)
+            hint = f"did you mean a key under {close!r} ({known.prefixes[close]}, whose fields its model decides)?"
+        else:
+            hint = f"did you mean {close!r}?" if close else f"this mix writes {known.describe()}."
+        out.append(f"{where}: {at}: attribute {key!r} is written by none of this mix's taggers and dedup kinds, so "
+                   f"{effect}; {hint} Fix the name, or add the tagger (own taggers: --tagger-modules) or dedup kind "
+                   "that writes it")
+    return out
+
+
 def _output_problems(mix: MixFile, where: str) -> list[str]:
     out = mix.output
     if not out or io.is_remote(out):
@@ -215,6 +256,7 @@ def preflight(mix: MixFile, mix_path: str = "mix file") -> None:
                 problems.append(f"{mix_path}: tokenizer.path: {tok} {why}")
     problems += _eval_set_problems(mix, mix_path)
     problems += _source_problems(mix, mix_path)
+    problems += attribute_problems(mix, mix_path)
     problems += _output_problems(mix, mix_path)
     if problems:
         raise InputError("\n".join(problems))

@@ -51,6 +51,8 @@ def read_rules(paths: Iterable[str]) -> list[str]:
 
 
 class AdblockList(Tagger):
+    output_fields = ("url",)
+
     def __init__(self, blocklist_path: str | list[str] | None = None, **options):
         super().__init__(blocklist_path=blocklist_path, **options)
         paths = [blocklist_path] if isinstance(blocklist_path, (str, os.PathLike)) else list(blocklist_path or [])

@@ -105,5 +105,8 @@ def c4_spans(text: str) -> dict[str, Spans]:
 class C4V1(Tagger):
     """C4 line and document rules (see the module docstring for fields and spans)."""
 
+    output_fields = ("lines_with_no_ending_punctuation", "lines_with_too_few_words", "has_naughty_word",
+                     "has_javascript", "has_lorem_ipsum", "has_curly_brace", "line_count")
+
     def predict(self, doc: Document) -> dict[str, Spans]:
         return c4_spans(doc.text)

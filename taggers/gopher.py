@@ -203,6 +203,13 @@ def gopher_statistics(text: str, ignore_empty_lines: bool = False) -> list[tuple
 class GopherV1(Tagger):
     """Gopher statistics; each field a document-level span (see the module docstring)."""
 
+    output_fields = ("character_count", "word_count", "median_word_length", "symbol_to_word_ratio",
+                     "fraction_of_words_with_alpha_character", "required_word_count",
+                     "fraction_of_lines_starting_with_bullet_point", "fraction_of_lines_ending_with_ellipsis",
+                     "fraction_of_duplicate_lines", "fraction_of_characters_in_duplicate_lines",
+                     *(f"fraction_of_characters_in_most_common_{n}grams" for n in (2, 3, 4)),
+                     *(f"fraction_of_characters_in_duplicate_{n}grams" for n in range(5, 11)))
+
     ignore_empty_lines = False
 
     def predict(self, doc: Document) -> dict[str, Spans]:

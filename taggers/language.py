@@ -92,6 +92,8 @@ register("cld2_doc_v2")(Cld2Doc)
 class Cld2EnglishDoc(Cld2Doc):
     """`en` / `not_en` from CLD2 (see the module docstring)."""
 
+    output_fields = ("en", "not_en")
+
     include_negative = True
     english_only = True
 
@@ -112,6 +114,8 @@ class FastTextLangIdDoc(_LanguageDoc):
 @register("ft_lang_id_en_doc_v2")
 class FastTextLangIdEnglishDoc(FastTextLangIdDoc):
     """`en` / `not_en` from a local fastText language-id model (`model_path`)."""
+
+    output_fields = ("en", "not_en")
 
     include_negative = True
     english_only = True

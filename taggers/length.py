@@ -24,6 +24,8 @@ _RE_ONLY_SPACES = ("\x1c", "\x1d", "\x1e", "\x1f")
 class CharLength(Tagger):
     """Field `length`: one document-level span whose score is the number of characters."""
 
+    output_fields = ("length",)
+
     def predict(self, doc: Document) -> dict[str, Spans]:
         n = len(doc.text)
         return {"length": [[0, n, float(n)]]}
@@ -34,6 +36,8 @@ class WhitespaceTokenizer(Tagger):
     """Field `length`: runs of word characters and runs of other non-space characters, plus
     one. dolma computes `len(regex.split(r"\\w+|[^\\w\\s]+", text))`, the number of pieces
     *between* tokens, which is the number of tokens + 1 (1 for an empty text); we keep it."""
+
+    output_fields = ("length",)
 
     def predict(self, doc: Document) -> dict[str, Spans]:
         text = doc.text

@@ -69,6 +69,8 @@ class Cld2Paragraph(_ParagraphLanguage, Cld2Doc):
 class Cld2EnglishParagraph(_ParagraphLanguage, Cld2Doc):
     """Per-paragraph `en` / `not_en` from CLD2."""
 
+    output_fields = ("en", "not_en")
+
     include_negative = True
     english_only = True
 
@@ -76,6 +78,8 @@ class Cld2EnglishParagraph(_ParagraphLanguage, Cld2Doc):
 @register("cld2_en_paragraph_with_doc_score_v2")
 class Cld2EnglishParagraphWithDocScore(Cld2EnglishParagraph):
     """Per-paragraph `en` / `not_en` plus the length-weighted `doc_en` / `doc_not_en`."""
+
+    output_fields = ("en", "not_en", "doc_en", "doc_not_en")
 
     doc_score = True
 
@@ -89,6 +93,8 @@ class FastTextLangIdParagraph(_ParagraphLanguage, FastTextLangIdDoc):
 class FastTextLangIdEnglishParagraph(_ParagraphLanguage, FastTextLangIdDoc):
     """Per-paragraph `en` / `not_en` from a local fastText language-id model (`model_path`)."""
 
+    output_fields = ("en", "not_en")
+
     include_negative = True
     english_only = True
 
@@ -97,12 +103,16 @@ class FastTextLangIdEnglishParagraph(_ParagraphLanguage, FastTextLangIdDoc):
 class FastTextLangIdEnglishParagraphWithDocScore(FastTextLangIdEnglishParagraph):
     """Per-paragraph `en` / `not_en` plus `doc_en` / `doc_not_en`."""
 
+    output_fields = ("en", "not_en", "doc_en", "doc_not_en")
+
     doc_score = True
 
 
 @register("char_length_with_paragraphs_v1")
 class CharLengthWithParagraphs(Tagger):
     """`paragraph`: characters per paragraph; `document`: characters of the text."""
+
+    output_fields = ("paragraph", "document")
 
     def predict(self, doc: Document) -> dict[str, Spans]:
         n = len(doc.text)
@@ -113,6 +123,8 @@ class CharLengthWithParagraphs(Tagger):
 @register("whitespace_tokenizer_with_paragraphs_v1")
 class WhitespaceTokenizerWithParagraphs(Tagger):
     """`paragraph`: whitespace_tokenizer_v1's count per paragraph; `document`: their sum."""
+
+    output_fields = ("paragraph", "document")
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -127,6 +139,8 @@ class WhitespaceTokenizerWithParagraphs(Tagger):
 @register("not_alphanum_paragraph_v1")
 class NotAlphanumParagraph(Tagger):
     """`all_punct`: paragraphs of only punctuation, space and emoji (see the module docstring)."""
+
+    output_fields = ("all_punct",)
 
     def __init__(self, **options):
         super().__init__(**options)

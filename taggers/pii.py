@@ -215,6 +215,8 @@ def _pii(text: str, cp: np.ndarray) -> tuple[list[tuple[str, int, int]], int]:
 class PiiRegexV2(Tagger):
     """PII spans plus `doc` (PII spans per word; -1 for a text without words)."""
 
+    output_fields = (EMAIL_KEY, PHONE_KEY, IP_KEY, "doc")
+
     with_counts = False
 
     def predict(self, doc: Document) -> dict[str, Spans]:
@@ -233,5 +235,7 @@ class PiiRegexV2(Tagger):
 @register("pii_regex_with_counts_v2")
 class PiiRegexWithCountsV2(PiiRegexV2):
     """As `pii_regex_v2`, plus `doc_count`, the number of PII spans."""
+
+    output_fields = (EMAIL_KEY, PHONE_KEY, IP_KEY, "doc", "doc_count")
 
     with_counts = True

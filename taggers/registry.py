@@ -41,6 +41,16 @@ class Tagger:
     """Base class. Override `predict`; override `predict_batch` when batching is faster."""
 
     name: ClassVar[str] = ""
+    # The field names `predict` may return (before `variable_name`), so that the preflight can
+    # refuse a filter rule that reads a key no tagger writes (pipeline/attributes_known.py): a
+    # missing key is null to jq, and `null < 50` is true. None: not known before the run (a
+    # model's labels, one field per language); the key prefix `<exp>__<tagger>__` is still
+    # checked. Believed only where declared at or below the class whose `predict` /
+    # `predict_batch` runs, so a subclass that overrides `predict` without declaring its own
+    # is unknown rather than wrongly known. A tagger whose fields follow from its options and a
+    # small file may instead define a classmethod `output_fields_for(options)` (hf_classifier_v1
+    # reads its model's config.json).
+    output_fields: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, **options: Any) -> None:
         self.options = options

@@ -88,6 +88,8 @@ def _load_tokenizer(path: str | None, tagger: str) -> Any:
 class TokenizerRepetitionsV2R2(Tagger):
     """Repeated token stretches (see the module docstring)."""
 
+    output_fields = ("repetition", "doc_max_score_repetition", "doc_max_length_repetition", "doc_frac_repetition")
+
     def __init__(self, tokenizer_path: str | None = None, **options):
         super().__init__(tokenizer_path=tokenizer_path, **options)
         self.tokenizer = _load_tokenizer(tokenizer_path, self.name)

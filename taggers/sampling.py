@@ -18,6 +18,8 @@ from .registry import Document, Spans, Tagger, register
 
 @register("random_number_v1")
 class RandomNumber(Tagger):
+    output_fields = ("random",)
+
     def __init__(self, seed: int = 1, deterministic: bool = False, **options):
         super().__init__(seed=seed, deterministic=deterministic, **options)
         if int(seed) <= 0:

@@ -97,6 +97,9 @@ def html_text_ratio(html: str) -> float:
 class CodeStarCoderV2(Tagger):
     """StarCoder signals from the file's text and `metadata.ext` / `metadata.max_stars_count`."""
 
+    output_fields = ("has_xml_template_doc", "num_github_stars_doc", "code_to_comment_ratio_doc",
+                     "code_to_text_ratio_html_doc")
+
     def __init__(self, **options):
         super().__init__(**options)
         missing = []

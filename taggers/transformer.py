@@ -40,6 +40,7 @@ own (`--tagger-modules`), which can subclass this one and override `load_model`.
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -81,6 +82,25 @@ class HFClassifier(Tagger):
         self.mode = ("regression" if n == 1 or cfg.problem_type == "regression"
                      else "multi" if cfg.problem_type == "multi_label_classification" else "single")
         self.labels = [str(cfg.id2label.get(i, f"LABEL_{i}")) for i in range(n)]
+
+    @classmethod
+    def output_fields_for(cls, options: dict[str, Any]) -> tuple[str, ...] | None:
+        """The fields `predict` will write with these options, read from the model folder's
+        config.json without torch, as `__init__` derives them: for the preflight's check that
+        every attribute a filter reads is written. None where that file does not tell: no
+        readable config, or a subclass that loads its model or names its fields its own way."""
+        if cls.load_model is not HFClassifier.load_model or cls.fields is not HFClassifier.fields:
+            return None
+        try:
+            with open(os.path.join(options["model_path"], "config.json"), encoding="utf-8") as f:
+                cfg = json.load(f)
+            id2label = {int(k): str(v) for k, v in (cfg.get("id2label") or {}).items()}
+            n = len(id2label) if id2label else int(cfg.get("num_labels", 2))
+        except (OSError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+        if n == 1 or cfg.get("problem_type") == "regression":
+            return ("score", "int_score") if options.get("int_score") else ("score",)
+        return tuple(id2label.get(i, f"LABEL_{i}") for i in range(n))
 
     def load_model(self, model_path: str, dtype):
         try:

@@ -81,6 +81,7 @@ def _is_ip(s: str) -> bool:
 
 
 class Blocklist(Tagger):
+    output_fields = ("url",)
     domain_mode = False
     verbatim_lines = False
 
