@@ -30,7 +30,7 @@ def test_rates_are_the_figures_in_results_md():
     assert r["dedup"]["exact"]["value"] == pytest.approx(213.2e6 / remainder, rel=1e-4)
     assert r["corpus"]["bytes_per_token"]["value"] == pytest.approx(212.1 / 61.8, rel=1e-3)
     assert r["corpus"]["gzip_ratio"]["value"] == pytest.approx(78.6 / 212.1, rel=1e-3)
-    # tokens per document: the data card's tokens (B) / documents (M) (REFERENCE.md section 1)
+    # tokens per document: the data card's tokens (B) / documents (M) (docs/REFERENCE.md section 1)
     card = {"falcon": (456.4, 664.0), "c4": (138.4, 249.9), "books": (5.3, 0.0556), "wiki": (3.7, 6.2),
             "cc_en_head": (1195.5, 875.2), "arxiv": (28.0, 1.5)}
     for name, (tokens_b, docs_m) in card.items():

@@ -15,11 +15,11 @@ CONFIG_GT = {"books": (5.256, 1), "pes2o": (57.21, 1), "wiki": (3.689, 2), "mega
              "open_web_math": (12.734, 1), "flan": (16.5, 1), "cc_news": (14.3, 1), "starcoder": (263.775, 1),
              "c4": (138.4, 1), "reddit": (79.9, 1), "falcon": (547.341, 1), "cc_en_head": (178.4, 1),
              "cc_en_middle": (242.05, 1), "cc_en_tail": (191.4, 1)}
-# Dolma 1.7 data card, "tokens used (B)" (REFERENCE.md section 1; CC as one row)
+# Dolma 1.7 data card, "tokens used (B)" (docs/REFERENCE.md section 1; CC as one row)
 CARD_USED = {"cc": 597.75, "falcon": 456.4, "starcoder": 263.8, "c4": 69.2, "reddit": 79.9, "pes2o": 57.2,
              "arxiv": 28.0, "stackexchange": 19.6, "flan": 16.5, "cc_news": 14.3, "open_web_math": 12.6,
              "algebraic_stack": 12.6, "books": 5.3, "megawika": 4.6, "wiki": 7.4}
-# annealing pool (GT) and published share of the pool (REFERENCE.md section 2)
+# annealing pool (GT) and published share of the pool (docs/REFERENCE.md section 2)
 ANNEAL = {"flan": (16.5, 15.70), "open_web_math": (12.734, 12.11), "starcoder": (11.5, 10.94),
           "reddit": (9.4, 8.94), "falcon": (9.1, 8.66), "c4": (9.0, 8.56), "algebraic_stack": (7.3, 6.94),
           "stackexchange": (7.2, 6.85), "pes2o": (6.75, 6.42), "arxiv": (6.7, 6.37), "books": (5.256, 5.00),

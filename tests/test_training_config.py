@@ -1,4 +1,4 @@
-"""Bundled configs reproduce REFERENCE.md section 3; schedules; config loading and errors."""
+"""Bundled configs reproduce docs/REFERENCE.md section 3; schedules; config loading and errors."""
 
 from __future__ import annotations
 

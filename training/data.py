@@ -1,6 +1,6 @@
 """Training data: token arrays from a `dolma-prep run` output (or `dolma tokens`), read as OLMo does.
 
-The contract with the pipeline is the array format (REFERENCE section 4) and the run manifest:
+The contract with the pipeline is the array format (docs/REFERENCE.md section 4) and the run manifest:
 
 - a token file is a RAW memmap (no .npy header) of uint16 or uint32 ids, documents concatenated;
 - `manifest.json` lists them under `outputs.tokens` as objects with `path` (relative to the output

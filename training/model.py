@@ -1,7 +1,7 @@
 """The OLMo 1.7 transformer, readable top to bottom.
 
 One file, nanoGPT style: a config dataclass, a non-parametric LayerNorm, rotary embeddings, one
-transformer block, the model. The architecture is OLMo 1.7-7B's (REFERENCE section 3):
+transformer block, the model. The architecture is OLMo 1.7-7B's (docs/REFERENCE.md section 3):
 
 - token embedding (vocab 50280 padded to 50304 rows), no positional embedding;
 - n_layers sequential blocks:  x = x + attn(ln(x));  x = x + mlp(ln(x));

@@ -1,6 +1,6 @@
 """Tokenize stage: kept documents -> `tokens/<source>/part-<i>-<k:05d>.npy` + `.csv.gz`.
 
-Format (REFERENCE.md section 4, as `dolma tokens` writes it): raw memmaps of token ids (no
+Format (docs/REFERENCE.md section 4, as `dolma tokens` writes it): raw memmaps of token ids (no
 header), uint16 when the vocabulary fits, else uint32; each document's text is stripped,
 empty ones skipped (counted), EOS appended (BOS prepended if configured; neither doubled);
 a document is never split across files; files roll over at `max_tokens_per_file`. The
