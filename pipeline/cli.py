@@ -16,6 +16,9 @@ import sys
 from .io import InputError
 
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_REJECTS, EXIT_INCONSISTENT = 0, 1, 2, 3, 4
+# a source written more times over than this (proportion) needs --yes: a typo (1000 for 1.0) would
+# fill a disk; OLMo's mixes repeat a source at most a few times
+MAX_REPEATS_WITHOUT_YES = 10
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -23,12 +26,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .run import run
     from .stats import compute, render
 
+    from .mixfile import check_scale, check_workers
+
     mix = load_mix(args.mix, data_root=args.data_root, output=args.output)
     if args.scale is not None:
-        try:
-            mix.scale = "auto" if args.scale == "auto" else float(args.scale)
-        except ValueError:
-            raise InputError(f"--scale must be a number or 'auto', got {args.scale!r}") from None
+        mix.scale = check_scale(args.scale)
+    if args.workers is not None:
+        check_workers(args.workers)
+    if not 0 <= args.max_rule_error_rate <= 1 or not 0 <= args.max_tagger_error_rate <= 1:
+        raise InputError("--max-rule-error-rate and --max-tagger-error-rate are fractions between 0 and 1")
+    unknown = [n for n in (args.allow_empty or []) if n not in {s.name for s in mix.sources}]
+    if unknown:
+        raise InputError(f"--allow-empty names sources the mix does not have: {', '.join(unknown)}")
+    big = [s.name for s in mix.sources if (s.proportion or 0) > MAX_REPEATS_WITHOUT_YES]
+    if big and not args.yes:
+        raise InputError(f"{args.mix}: {', '.join(big)} would be written more than {MAX_REPEATS_WITHOUT_YES} times "
+                         "over (proportion); pass --yes if that is meant")
     from .preflight import preflight
 
     if args.tagger_modules:  # the user's taggers must be registered for the preflight to know them
@@ -38,10 +51,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     preflight(mix, args.mix)  # models, lists, tokenizer, eval sets, globs, output: before Ray starts
     manifest = run(mix, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet, force=args.force,
                    tagger_modules=args.tagger_modules or [], scratch=args.scratch)
+    result = compute(mix.output)  # the arrays against their indexes and the manifest's own arithmetic
     if not args.quiet:
-        render(compute(mix.output))
+        render(result)
         print(f"finished in {manifest['_elapsed_s']:.1f}s; outputs in {mix.output}")
+    if result["errors"]:
+        for e in result["errors"]:
+            print(f"error: {e}", file=sys.stderr)
+        print(f"error: the outputs in {mix.output} disagree with the manifest (above); rerun the same command to "
+              "re-derive damaged shards", file=sys.stderr)
+        return EXIT_INCONSISTENT
+    from .outcome import examine
+
+    findings = examine(manifest, args.allow_empty, args.max_rule_error_rate)
+    for w in findings.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     code = EXIT_OK
+    for f in findings.failures:
+        print(f"error: {f}", file=sys.stderr)
+        code = EXIT_REJECTS
     if manifest["rejected"]:
         print(f"warning: {manifest['rejected']} bad input records were rejected; "
               f"reasons and lines are in {mix.output}/rejects/", file=sys.stderr)
@@ -137,8 +165,11 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from . import io
     from .report import write
 
+    if args.html is None:
+        args.html = io.join(args.output, "report.html")
     result = write(args.output, args.html, attributes=args.attribute, max_attributes=args.max_attributes,
                    bins=args.bins)
     print(f"wrote {args.html}: {len(result['sources'])} sources, {result['total_tokens']:,} tokens"
@@ -178,6 +209,9 @@ def _cmd_tag(args: argparse.Namespace) -> int:
     from .runtime import init_ray, make_progress
     from .stages.tag import tag_documents
 
+    from .mixfile import check_name
+
+    check_name(args.experiment, "--experiment")  # it becomes a folder name beside the documents
     registry.load_modules(args.tagger_modules or [])
     names = [t.strip() for t in args.taggers.split(",") if t.strip()]
     unknown = [n for n in names if n not in registry.available()]
@@ -193,6 +227,11 @@ def _cmd_tag(args: argparse.Namespace) -> int:
           f"({totals['skipped']} already done)")
     for ex in totals["examples"][:20]:
         print(f"rejected: {ex}", file=sys.stderr)
+    if totals["rejected_earlier"]:
+        print(f"{totals['rejected_earlier']:,} bad records of files tagged by an earlier run are still set aside "
+              "(<attributes file>.rejects.jsonl)", file=sys.stderr)
+    for p in totals["empty_files"]:
+        print(f"warning: {p} holds no documents", file=sys.stderr)
     if totals["tagger_errors"]:
         print(f"taggers raised on {totals['tagger_errors']:,} document(s): those documents lack the failing "
               "tagger's fields (details in the Ray worker logs)", file=sys.stderr)
@@ -207,6 +246,9 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
     from .runtime import init_ray
     from .stages.tag import attributes_beside
 
+    from .mixfile import check_name
+
+    check_name(args.attribute, "--attribute")  # it becomes a folder name beside the documents
     paths = _expand(args.documents)
     pairs = [(p, attributes_beside(p, args.attribute)) for p in paths]
     params = json.loads(args.params) if args.params else {}
@@ -382,9 +424,19 @@ def _cmd_mix_search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _workers(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of worker processes, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def _add_ray_args(p: argparse.ArgumentParser) -> None:
     """--workers / --ray-address, shared by every command that runs on Ray."""
-    p.add_argument("--workers", "-w", type=int, help="local Ray worker processes (default: all cores)")
+    p.add_argument("--workers", "-w", type=_workers, help="local Ray worker processes (default: all cores)")
     p.add_argument("--ray-address", help="join an existing Ray cluster at this address instead of starting one")
 
 
@@ -403,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", help="folder or URL (s3://...) the sources' globs are relative to "
                                        "(default: the mix file's data_root, else the bundled sample)")
     r.add_argument("--output", "-o", help="output folder or URL (default: the mix file's output, else out/<name>)")
-    r.add_argument("--workers", "-w", type=int, help="local Ray worker processes (default: all cores)")
+    r.add_argument("--workers", "-w", type=_workers, help="local Ray worker processes (default: all cores)")
     r.add_argument("--ray-address", help="join an existing Ray cluster at this address instead of starting one")
     r.add_argument("--scale", help="multiply the token targets by this factor, or 'auto': the largest scale <= 1 "
                                    "the data can deliver with the planned shares (default: the mix file's scale)")
@@ -413,6 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "node must reach it. Default: <output>/_work")
     r.add_argument("--max-tagger-error-rate", type=float, default=0.0,
                    help="fraction of documents a tagger may fail on before the run exits 3 (default 0: any failure)")
+    r.add_argument("--max-rule-error-rate", type=float, default=0.0,
+                   help="fraction of a source's documents a filter rule may raise on (a jq type error, error(...): "
+                        "counted per rule, as no match) before the run exits 3 (default 0: any error)")
+    r.add_argument("--allow-empty", nargs="*", metavar="SOURCE",
+                   help="let these sources (no names: every source) end with 0 tokens, or lose over 99%% of their "
+                        "documents to one filter rule, without failing the run (exit 3 otherwise)")
+    r.add_argument("--yes", action="store_true", help=f"run even if a source is written more than "
+                                                      f"{MAX_REPEATS_WITHOUT_YES} times over (proportion)")
     r.add_argument("--force", action="store_true", help="discard an output folder holding a run of another config")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary table")
     r.set_defaults(fn=_cmd_run)
@@ -565,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "and histograms of the main attributes; exit 4 if the outputs disagree with the "
                                     "manifest (the report lists the disagreements).")
     rp.add_argument("output", help="the output folder of a `dolma-prep run`")
-    rp.add_argument("--html", required=True, metavar="PATH", help="the HTML file to write, e.g. report.html")
+    rp.add_argument("--html", metavar="PATH", help="the HTML file to write (default OUTPUT/report.html)")
     rp.add_argument("--attribute", "-a", action="append", metavar="KEY[:MODE]",
                     help="attribute to plot, MODE score|count|coverage (repeatable; default: the main tagger "
                          "attributes)")
@@ -680,13 +740,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER
-    except Exception as e:  # a user error raised inside a Ray task arrives wrapped
+    except BrokenPipeError:  # `dolma-prep ... | head`: the reader left; say nothing more
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return EXIT_OK
+    except Exception as e:
+        # a user error raised inside a Ray task arrives wrapped (a RayTaskError that is also an
+        # instance of the original class, whose str() is the worker's traceback): show its own line
         cause = getattr(e, "cause", None)
-        if isinstance(cause, InputError):
-            print(f"error: {cause}", file=sys.stderr)
+        err = cause if isinstance(cause, InputError) else e
+        if isinstance(err, InputError):
+            print(f"error: {err}", file=sys.stderr)
             return EXIT_USER
         raise
     except KeyboardInterrupt:

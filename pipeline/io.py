@@ -27,6 +27,7 @@ DOC_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json
 MAX_REJECT_PREVIEW = 2000
 GZIP_LEVEL = 3
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a \uD800..\uDFFF escape in a raw JSON line
 
 
 class InputError(Exception):
@@ -102,6 +103,8 @@ def _compression(path: str) -> str | None:
 def open_binary(path: str, mode: str = "rb") -> IO[bytes]:
     """Open a local path or fsspec URL as a binary (decompressed) stream."""
     comp = _compression(path)
+    if "w" in mode or "a" in mode:
+        check_write(path)
     raw = fsspec.open(path, mode).open()
     if comp == "gzip":
         if "w" in mode:  # level 3: near level 9's size at several times its speed
@@ -128,16 +131,38 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes | None, str | None]]:
         yield line_no + 1, None, f"corrupt or truncated file ({type(e).__name__}: {e}); lines after {line_no} lost"
 
 
+def _has_surrogate_escape(raw: bytes) -> bool:
+    """Whether a raw JSON line holds a `\\uD800`..`\\uDFFF` escape (any case), the only way a
+    line of valid UTF-8 can carry a lone surrogate; two substring tests keep most lines cheap."""
+    return (b"\\ud" in raw or b"\\uD" in raw) and _SURROGATE_ESCAPE.search(raw) is not None
+
+
+def replace_lone_surrogates(obj: Any) -> Any:
+    """`obj` with each lone UTF-16 surrogate in its strings (values and keys, at any depth)
+    replaced by U+FFFD, one character for one, so offsets hold. A valid pair (`\\ud83d\\ude00`)
+    arrives from JSON as one character and is not touched."""
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {replace_lone_surrogates(k): replace_lone_surrogates(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [replace_lone_surrogates(v) for v in obj]
+    return obj
+
+
 def parse_document(raw: bytes, path: str, line: int) -> Record:
     """Decode and validate one JSON line as a Dolma document.
 
     The fast path accepts exactly what the full check accepts, with the same result (stdlib
-    json on the strictly decoded line; a `\\uD...` escape, the only way a lone surrogate can
-    arrive, is left to the full check); anything else goes to the full check for its message."""
+    json on the strictly decoded line; only a line with a `\\uD800`..`\\uDFFF` escape, the only
+    way a lone surrogate can arrive, is scanned to replace lone surrogates with U+FFFD); anything
+    else goes to the full check for its message."""
     try:
         doc = json.loads(raw.decode("utf-8"))
         if (type(doc) is dict and "source" in doc and type(doc["text"]) is str
-                and type(doc["id"]) in (str, int) and b"\\ud" not in raw and b"\\uD" not in raw):
+                and type(doc["id"]) in (str, int)):
+            if _has_surrogate_escape(raw):
+                doc = replace_lone_surrogates(doc)
             return Record(path, line, doc=doc)
     except Exception:  # noqa: BLE001 (whatever it is, the full check names it)
         pass
@@ -159,11 +184,15 @@ def _parse_document_checked(raw: bytes, path: str, line: int) -> Record:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         return Record(path, line, error=f"not valid JSON: {e.msg} at column {e.colno}", raw=preview)
-    return validate_document(doc, path, line, preview)
+    except RecursionError:
+        return Record(path, line, error="not valid JSON: nested too deeply", raw=preview)
+    return validate_document(doc, path, line, preview, surrogates=_has_surrogate_escape(raw))
 
 
-def validate_document(doc: Any, path: str, line: int, preview: str = "") -> Record:
-    """Check the Dolma document fields of an already-decoded record."""
+def validate_document(doc: Any, path: str, line: int, preview: str = "", *, surrogates: bool = True) -> Record:
+    """Check the Dolma document fields of an already-decoded record. Lone surrogates in any of
+    its strings become U+FFFD (dolma's reader accepts them, UTF-8 cannot hold them); `surrogates`
+    False: the caller knows the record holds none, and the scan is skipped."""
     if not isinstance(doc, dict):
         return Record(path, line, error=f"expected a JSON object, found {type(doc).__name__}", raw=preview)
     for key in ("id", "text", "source"):
@@ -173,8 +202,11 @@ def validate_document(doc: Any, path: str, line: int, preview: str = "") -> Reco
         return Record(path, line, error=f"field 'text' must be a string, found {type(doc['text']).__name__}", raw=preview)
     if not isinstance(doc["id"], (str, int)) or isinstance(doc["id"], bool):
         return Record(path, line, error=f"field 'id' must be a string or integer, found {type(doc['id']).__name__}", raw=preview)
-    if _SURROGATE.search(doc["text"]):
-        return Record(path, line, error="field 'text' holds lone UTF-16 surrogates", raw=preview)
+    if surrogates:
+        try:
+            doc = replace_lone_surrogates(doc)
+        except RecursionError:  # reading never raises on a bad record
+            return Record(path, line, error="nested too deeply to replace lone UTF-16 surrogates", raw=preview)
     return Record(path, line, doc=doc)
 
 
@@ -190,7 +222,8 @@ def iter_parquet(path: str, batch_size: int = 1024) -> Iterator[Record]:
                 for doc in batch.to_pylist():
                     row += 1
                     preview = json.dumps(doc, default=str, ensure_ascii=False)[:MAX_REJECT_PREVIEW]
-                    yield validate_document(doc, path, row, preview)
+                    # Arrow strings are UTF-8: a lone surrogate cannot be in a parquet file
+                    yield validate_document(doc, path, row, preview, surrogates=False)
     except (OSError, ValueError) as e:  # pyarrow raises ArrowInvalid (a ValueError) on corrupt files
         yield Record(path, row + 1, error=f"corrupt parquet file ({type(e).__name__}: {e}); rows after {row} lost",
                      fatal=True)
@@ -272,11 +305,88 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_jsonable)
 
 
+# ------------------------------------------------------------------------------ where writes may go
+class UnsafeWriteError(InputError):
+    """A write to a path outside the run's output (and scratch), or onto its inputs."""
+
+
+@dataclass(frozen=True)
+class WritePolicy:
+    """Where a run may write: under one of `roots` (the output, the scratch folder), and never
+    under `protect` (the data root) unless the root the path is under lies inside it (an
+    output folder inside the data root). Every write of the package goes through
+    `check_write`; `runtime` hands the driver's policy to every task."""
+
+    roots: tuple[str, ...] = ()
+    protect: tuple[str, ...] = ()
+
+
+_POLICY = WritePolicy()
+_WRITTEN: list[str] | None = None  # files committed by the task now running (runtime._call)
+
+
+def _norm(path: str) -> str:
+    """A path with `..`, `.` and links resolved (local) or collapsed (URLs), no trailing slash."""
+    if is_remote(path):
+        proto, rest = path.split("://", 1)
+        return proto + "://" + os.path.normpath("/" + rest).lstrip("/").rstrip("/")
+    return os.path.realpath(path.removeprefix("file://")).rstrip("/") or "/"
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def set_write_policy(policy: WritePolicy | None) -> WritePolicy:
+    """Install the policy of this process (None: unrestricted); returns the one it replaces."""
+    global _POLICY
+    old = _POLICY
+    _POLICY = policy or WritePolicy()
+    return old
+
+
+def write_policy(roots: list[str] | tuple[str, ...], protect: list[str] | tuple[str, ...] = ()) -> WritePolicy:
+    return WritePolicy(tuple(_norm(r) for r in roots if r), tuple(_norm(p) for p in protect if p))
+
+
+def current_write_policy() -> WritePolicy:
+    return _POLICY
+
+
+def check_write(path: str) -> None:
+    """Refuse (UnsafeWriteError) a write, rename or delete of `path` that the policy forbids."""
+    pol = _POLICY
+    if not pol.roots:
+        return
+    p = _norm(path)
+    inside = [r for r in pol.roots if _under(p, r)]
+    if not inside:
+        raise UnsafeWriteError(f"refusing to write {path}: it resolves to {p}, outside the output "
+                               f"({', '.join(pol.roots)}); a name in the mix file may not leave the output folder")
+    deepest = max(inside, key=len)
+    for prot in pol.protect:
+        if _under(p, prot) and not _under(deepest, prot):
+            raise UnsafeWriteError(f"refusing to write {path}: it lies under the input data root {prot}; "
+                                   "inputs are never written")
+
+
+def begin_task_writes() -> None:
+    global _WRITTEN
+    _WRITTEN = []
+
+
+def end_task_writes() -> list[str]:
+    global _WRITTEN
+    out, _WRITTEN = _WRITTEN or [], None
+    return out
+
+
 class AtomicWriter:
     """Write a (possibly compressed) file under a temporary name; `commit()` renames it into
     place, so a reader never sees a half-written file and a killed task leaves no output."""
 
     def __init__(self, path: str):
+        check_write(path)
         self.path = path
         suffix = "".join(s for s in (".gz", ".zst") if path.endswith(s))
         self.tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}{suffix}"
@@ -296,6 +406,8 @@ class AtomicWriter:
     def commit(self) -> None:
         self._f.close()
         move(self.tmp, self.path)
+        if _WRITTEN is not None:
+            _WRITTEN.append(self.path)
 
     def abort(self) -> None:
         try:
@@ -314,6 +426,7 @@ class AtomicWriter:
 
 
 def move(src: str, dst: str) -> None:
+    check_write(dst)
     if is_remote(dst):
         fs, _, _ = fsspec.get_fs_token_paths(dst)
         fs.mv(src, dst)
@@ -322,6 +435,7 @@ def move(src: str, dst: str) -> None:
 
 
 def remove(path: str) -> None:
+    check_write(path)
     fs, _, _ = fsspec.get_fs_token_paths(path)
     try:
         fs.rm(path)
@@ -548,6 +662,7 @@ def total_size(paths: list[str]) -> int:
 
 def rmtree(path: str) -> None:
     """Remove a folder and everything under it; nothing if it does not exist."""
+    check_write(path)
     fs = fs_of(path)
     try:
         if fs.exists(path):

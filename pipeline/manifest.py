@@ -63,6 +63,14 @@ def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict]) 
             _add(src["tagged"], "documents", tg["documents_in"])
         else:
             read_docs, rej = sel["documents_in"], sel.get("read_rejected", 0)
+        inputs[-1]["documents"] = read_docs
+        # a rule that raised on a document (a jq type error, `error(...)`): counted per rule, never a silent "no match"
+        for rule, n in sel.get("rule_errors", {}).items():
+            _add(src["filtered"].setdefault("rule_errors", {}), rule, n)
+        examples = src["filtered"].setdefault("rule_error_examples", []) if sel.get("rule_error_examples") else None
+        for ex in sel.get("rule_error_examples", []):
+            if len(examples) < 5:
+                examples.append(ex)
         _add(src["read"], "documents", read_docs)
         _add(src["read"], "rejected", rej)
         _add(src["read"], "chars", sel["chars_in"])

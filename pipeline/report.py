@@ -347,6 +347,13 @@ def render_html(result: dict, manifest: dict, charts: list, attr_sections: list)
     else:
         out.append('<p class="ok">Checked: the manifest agrees with the token indexes, array sizes, attribute files, '
                    'dropped/, rejects/ and the replayed sampling of every kept document.</p>')
+    from .stats import rule_errors
+
+    errs = rule_errors(result)
+    if errs:
+        out.append('<div class="err"><b>Filter rules that raised</b> (each such document counted as no match):<ul>'
+                   + "".join(f"<li>{esc(rule)}: {n:,} documents of {esc(name)}</li>" for name, rule, n in errs)
+                   + "</ul></div>")
     for title, svg in charts:
         out.append(f"<h2>{esc(title)}</h2>{svg}")
         if title == "Tokens per source":

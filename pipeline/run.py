@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from dataclasses import replace
 
 from . import io
 from .io import InputError
@@ -22,9 +24,21 @@ from .runtime import Shard, init_ray, make_progress, map_shards
 from .stages import STEPS
 
 
-def discover_shards(mix: MixFile) -> list[Shard]:
+def _under_any(path: str, folders: list[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders if f)
+
+
+def discover_shards(mix: MixFile, skipped: list[str] | None = None, identify: bool = False,
+                    exclude: list[str] = ()) -> list[Shard]:
+    """The run's shards: one per matched input file. Files under `exclude` (the run's own
+    output and scratch, when a source's glob reaches into them) are never inputs: they are
+    left out and listed in `skipped`. With `identify`, each shard records what its file is
+    now (`runtime.input_identity`), which done markers are checked against."""
+    from .runtime import input_identity
+
     shards: list[Shard] = []
     owner: dict[str, str] = {}
+    exclude = [io._norm(e) for e in exclude if e]
     for src in mix.sources:
         if src.dataset is not None:
             try:
@@ -36,6 +50,14 @@ def discover_shards(mix: MixFile) -> list[Shard]:
         paths = io.expand_globs(mix.data_root, src.documents)
         if not paths:
             raise InputError(f"source {src.name!r}: documents {src.documents} matched no files under {mix.data_root}")
+        if exclude:
+            own = [p for p in paths if _under_any(io._norm(p), exclude)]
+            if own and skipped is not None:
+                skipped.extend(own)
+            paths = [p for p in paths if p not in set(own)]
+            if not paths:
+                raise InputError(f"source {src.name!r}: documents {src.documents} match only files of this run's own "
+                                 f"output ({len(own)} files under {mix.output}); narrow the glob or move the output")
         for i, p in enumerate(paths):
             rel = io.relpath(p, mix.data_root) if p.startswith(mix.data_root.rstrip("/") + "/") else os.path.basename(p)
             if rel.endswith(".parquet"):
@@ -44,6 +66,8 @@ def discover_shards(mix: MixFile) -> list[Shard]:
                 raise InputError(f"{p} is matched by both source {owner[rel]!r} and source {src.name!r}")
             owner[rel] = src.name
             shards.append(Shard(src.name, i, p, rel))
+    if identify:
+        shards = [replace(s, ident=input_identity(s.path)) for s in shards]
     return shards
 
 
@@ -62,19 +86,35 @@ def check_output(mix: MixFile, force: bool) -> None:
     cfg_path = io.join(out, "_state", "config.json")
     if io.exists(cfg_path):
         recorded = json.loads(io.read_text(cfg_path))
-        prev = recorded.get("config_hash")
-        if recorded.get("mix", {}).get("data_root") != mix.data_root:
-            prev = f"{prev} over data_root {recorded.get('mix', {}).get('data_root')}"
-        if prev != mix.config_hash():
+        prev_mix = recorded.get("mix", {})
+        if recorded.get("config_hash") != mix.config_hash():
             if not force:
-                raise InputError(f"{out} holds a run of a different configuration (hash {prev}, this one "
-                                 f"{mix.config_hash()}); choose another --output or pass --force to start over")
+                from .mixfile import config_diff
+
+                changed = config_diff(_deciding(prev_mix), _deciding(mix.model_dump(mode="json")))
+                shown = "; ".join(changed[:8]) + (f"; and {len(changed) - 8} more" if len(changed) > 8 else "")
+                raise InputError(f"{out} holds a run of a different configuration (hash {recorded.get('config_hash')}, "
+                                 f"this one {mix.config_hash()}): {shown or 'fields differ'}. Choose another --output "
+                                 "or pass --force to start over")
             fs = __import__("fsspec").get_fs_token_paths(out)[0]
             for sub in ("_state", "attributes", "kept", "dropped", "tokens", "rejects", "_work"):
                 if fs.exists(io.join(out, sub)):
-                    fs.rm(io.join(out, sub), recursive=True)
+                    io.rmtree(io.join(out, sub))
+        elif prev_mix.get("data_root") != mix.data_root:
+            # same configuration over another data root: the markers are checked against each
+            # input's identity, so only shards whose files differ run again
+            print(f"note: {out} was last run over data_root {prev_mix.get('data_root')}; now {mix.data_root} "
+                  "(same configuration: shards whose input files are identical are reused)", file=sys.stderr)
     io.write_text_atomic(cfg_path, json.dumps({"config_hash": mix.config_hash(), "mix": mix.model_dump(mode="json")},
                                               indent=1, sort_keys=True))
+
+
+def _deciding(d: dict) -> dict:
+    """The part of a dumped mix that `config_hash` covers, for naming what changed."""
+    d = {k: v for k, v in d.items() if k not in ("output", "description", "data_root")}
+    d["taggers"] = [{k: v for k, v in t.items() if k != "num_gpus"} if isinstance(t, dict) else t
+                    for t in d.get("taggers", [])]
+    return d
 
 
 def work_dir(mix: MixFile, scratch: str | None = None) -> str:
@@ -92,6 +132,20 @@ def sweep_temporaries(output: str) -> int:
     for p in fs.find(output):
         if ".tmp-" in os.path.basename(p) or p.endswith(".parquet.tmp"):
             fs.rm(p)
+            n += 1
+    return n
+
+
+def sweep_stale_tokens(output: str, tokenize: dict[str, dict]) -> int:
+    """Delete token files under `tokens/` that no shard of this run wrote (left by an earlier
+    run whose inputs had more files, or files in another order): a trainer reading the folder
+    by glob must find exactly this run's arrays."""
+    keep = {f["path"] + suffix for r in tokenize.values() for f in r.get("files", []) for suffix in (".npy", ".csv.gz")}
+    n = 0
+    for p in io.list_files(io.join(output, "tokens")):
+        rel = io.relpath(p, output)
+        if rel not in keep:
+            io.remove(p)
             n += 1
     return n
 
@@ -126,27 +180,44 @@ def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None
     taggers) come from the command line only: a mix file is data and can never load code."""
     from .manifest import build_manifest
 
+    from .runtime import fingerprint
+
     t0 = time.time()
-    shards = discover_shards(mix)
+    work = work_dir(mix, scratch)
+    skipped: list[str] = []
+    shards = discover_shards(mix, skipped, identify=True, exclude=[mix.output, scratch or ""])
+    if skipped:
+        print(f"warning: left out {len(skipped)} files under the output folder {mix.output} that the sources' globs "
+              f"match (a run never reads its own outputs), e.g. {skipped[0]}", file=sys.stderr)
+    # every write of the run, in the driver and in every task, stays under the output and the
+    # scratch folder, and never touches the inputs (an output inside the data root is allowed)
+    io.set_write_policy(io.write_policy([mix.output, work], protect=[mix.data_root or ""]))
     check_output(mix, force)
     init_ray(workers, ray_address)
-    ctx = {"output": mix.output, "mix": mix.model_dump_json(), "work": work_dir(mix, scratch),
+    inputs = fingerprint([(s.source, s.rel, s.ident) for s in shards])
+    ctx = {"output": mix.output, "mix": mix.model_dump_json(), "work": work, "inputs_digest": inputs,
            "tagger_modules": [os.path.abspath(m) if m.endswith(".py") else m for m in tagger_modules]}
     if tagger_modules:
         from dolma_prep.taggers import registry
 
         registry.load_modules(ctx["tagger_modules"])  # fail early, in the driver, on a bad module
     results: dict[str, dict] = {}
+    upstream = ""  # what the global steps so far decided: a shard step's markers count only for the same
     with make_progress(progress) as prog:
         for step in STEPS:
             if not step.when(mix):
                 continue
             if step.run_shard is not None:
                 results[step.name] = map_shards(step.name, step.run_shard, shards, ctx, prog,
-                                                num_gpus=step.num_gpus(mix))
+                                                num_gpus=step.num_gpus(mix), upstream=upstream)
             else:
                 results[step.name] = step.run_global(mix, shards, ctx, prog)
+                upstream = fingerprint(upstream, step.name, inputs, results[step.name])
     sweep_temporaries(mix.output)
+    stale = sweep_stale_tokens(mix.output, results.get("tokenize", {}))
+    if stale:
+        print(f"note: removed {stale} token files of an earlier run that this run's inputs no longer produce",
+              file=sys.stderr)
     manifest = build_manifest(mix, shards, results)
     io.write_text_atomic(io.join(mix.output, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     io.write_text_atomic(io.join(mix.output, TRAINER_DATA_FILE), trainer_data_section(mix, manifest))

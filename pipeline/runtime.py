@@ -28,6 +28,7 @@ class Shard:
     index: int
     path: str
     rel: str
+    ident: str = ""  # what the input file was when the run saw it (`input_identity`)
 
     @property
     def key(self) -> str:
@@ -67,6 +68,29 @@ def shutdown_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+def input_identity(path: str) -> str:
+    """What a shard's input file is, cheaply: size and modification time (nanoseconds) on a
+    local disk, size and ETag (else modification time) on object storage. A done marker records
+    it; a file that changed since (edited, appended to, replaced by a copy) no longer matches,
+    and its shard runs again. Not a content hash: reading every input on every rerun would cost
+    as much as the tag step."""
+    if path.startswith(io.HF_PREFIX):
+        return "hf:" + path
+    if not io.is_remote(path):
+        st = os.stat(path)
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    info = io.fs_of(path).info(path)
+    tag = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime") or ""
+    return f"{info.get('size')}:{str(tag).strip(chr(34))}"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable digest of JSON-able parts (what a marker's result was computed from)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def marker_path(output: str, stage: str, key: str) -> str:
@@ -152,12 +176,56 @@ def _node_id() -> str:
         return "local"
 
 
-def _call(fn: Callable, args: tuple, kwargs: dict, marker: str | None) -> dict:
-    """The body of every task: run, add the task's own statistics, write the done marker."""
+def _recorded_outputs(root: str, written: list[str]) -> dict[str, int]:
+    """The files a task committed under `root` (outside `_state/` and `_work/`, whose tables
+    later steps delete by design), relative to it, with their sizes: what a rerun and `stats`
+    check before trusting the task's marker."""
+    out: dict[str, int] = {}
+    base = root.rstrip("/") + "/"
+    for p in written:
+        if not p.startswith(base):
+            continue
+        rel = p[len(base):]
+        if rel.startswith(("_state/", "_work/")):
+            continue
+        out[rel] = io.file_size(p)
+    return dict(sorted(out.items()))
+
+
+def outputs_intact(root: str, outputs: dict[str, int]) -> str | None:
+    """None when every file a marker recorded is there with its size, else what is wrong."""
+    fs = io.fs_of(root) if outputs else None
+    for rel, size in outputs.items():
+        path = io.join(root, rel)
+        try:
+            have = int(fs.size(path))
+        except FileNotFoundError:
+            return f"{rel}: missing"
+        if have != size:
+            return f"{rel}: {have} bytes, {size} when written"
+    return None
+
+
+def _call(fn: Callable, args: tuple, kwargs: dict, marker: str | None, policy: io.WritePolicy | None = None,
+          input_fp: str | None = None, root: str | None = None) -> dict:
+    """The body of every task: run under the driver's write policy, add the task's own
+    statistics, write the done marker (with what the result was computed from, `_input`, and
+    the files it wrote, `_outputs`)."""
     reset_peak_rss()
     rss_start = current_rss_mb()
     start, cpu = time.perf_counter(), time.process_time()
-    out = dict(fn(*args, **kwargs) or {})
+    old = io.set_write_policy(policy)
+    io.begin_task_writes()
+    try:
+        out = dict(fn(*args, **kwargs) or {})
+    finally:
+        written = io.end_task_writes()
+        io.set_write_policy(old)
+    if marker is not None:
+        if input_fp is not None:
+            out["_input"] = input_fp
+        if root is not None:
+            out["_outputs"] = _recorded_outputs(root, written)
     out["node"] = _node_id()
     out["_rss_mb"] = round(peak_rss_mb(), 1)
     out["_rss_start_mb"] = round(rss_start, 1)  # what the worker held before (Ray, modules, caches)
@@ -166,7 +234,11 @@ def _call(fn: Callable, args: tuple, kwargs: dict, marker: str | None) -> dict:
     out["_cpu_s"] = round(time.process_time() - cpu, 3)  # this process's CPU (its threads too)
     release_free_memory()
     if marker is not None:
-        io.write_text_atomic(marker, json.dumps(out, sort_keys=True, indent=1))
+        old = io.set_write_policy(policy)
+        try:
+            io.write_text_atomic(marker, json.dumps(out, sort_keys=True, indent=1))
+        finally:
+            io.set_write_policy(old)
     return out
 
 
@@ -179,7 +251,8 @@ MAX_RETRIES = 3
 
 def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple], *, kwargs: dict | None = None,
               state: str | None = None, keys: Sequence[str] | None = None, progress: Progress | None = None,
-              max_in_flight: int | None = None, num_cpus: float = 1, num_gpus: float = 0) -> list[dict]:
+              max_in_flight: int | None = None, num_cpus: float = 1, num_gpus: float = 0,
+              fingerprints: Sequence[str] | None = None) -> list[dict]:
     """The one way work runs: `fn(*call, **kwargs)` for each call as a Ray task; the results,
     in call order (never in completion order, so what a step computes cannot depend on
     scheduling).
@@ -190,7 +263,12 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
       rerun never sees half-written files;
     - done markers: with `state` (a folder, any storage) and one key per call, a finished task
       writes `<state>/<name>/<key>.json` holding its result, and a later run returns the
-      recorded result instead of running the task again (resume);
+      recorded result instead of running the task again (resume), unless the marker was
+      computed from other inputs (`fingerprints`, one per call: the shard's input identity and
+      what the steps before it decided) or a file it wrote is missing or has another size
+      (a damaged output is re-derived, not trusted);
+    - the write policy of the driver (`io.set_write_policy`) holds in every task: no write
+      outside the output and scratch, none onto the inputs;
     - per-task statistics added to each result: `node`, `_rss_mb` (the worker's peak memory
       during this task), `_rss_start_mb` (its memory when the task began),
       `_pid`, `_seconds` (wall), `_cpu_s` (the worker's CPU time);
@@ -206,8 +284,14 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
     kwargs = kwargs or {}
     results: list[dict | None] = [None] * len(calls)
     todo: list[int] = []
+    if fingerprints is not None and len(fingerprints) != len(calls):
+        raise ValueError("run_tasks: one fingerprint per call")
     for i in range(len(calls)):
         marker = read_marker(state, name, keys[i]) if state is not None and keys is not None else None
+        if marker is not None and fingerprints is not None and marker.get("_input") != fingerprints[i]:
+            marker = None  # computed from another input (or by a version that did not record it)
+        if marker is not None and outputs_intact(state, marker.get("_outputs", {})) is not None:
+            marker = None  # a file it wrote is gone or changed: write it again
         if marker is not None:
             results[i] = marker
         else:
@@ -216,6 +300,7 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
     progress = progress or _PROGRESS
     bar = progress.add_task(name, total=len(calls), completed=len(calls) - len(todo), docs=docs) if progress else None
     remote = _remote(num_cpus, num_gpus)
+    policy = io.current_write_policy()
     limit = max_in_flight or max(1, int(ray.cluster_resources().get("CPU", 1)) * 2)
     pending: dict[Any, int] = {}
     queue = list(todo)
@@ -223,7 +308,8 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
         while queue and len(pending) < limit:
             i = queue.pop(0)
             marker = marker_path(state, name, keys[i]) if state is not None and keys is not None else None
-            pending[remote.remote(fn, tuple(calls[i]), kwargs, marker)] = i
+            fp = fingerprints[i] if fingerprints is not None else None
+            pending[remote.remote(fn, tuple(calls[i]), kwargs, marker, policy, fp, state if marker else None)] = i
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
             i = pending.pop(ref)
@@ -249,11 +335,14 @@ def _remote(num_cpus: float, num_gpus: float = 0):
 
 def map_shards(stage: str, fn: Callable[[Shard, dict], dict], shards: list[Shard], ctx: dict,
                progress: Progress | None = None, max_in_flight: int | None = None,
-               num_gpus: float = 0) -> dict[str, dict]:
+               num_gpus: float = 0, upstream: str = "") -> dict[str, dict]:
     """`fn(shard, ctx)` for every shard, with done markers under the run's output; the stats of
-    all shards (fresh and resumed), keyed by shard key, in shard order."""
+    all shards (fresh and resumed), keyed by shard key, in shard order. A marker counts only
+    for the same shard input (`Shard.ident`, its place among the source's files) and the same
+    `upstream` (a digest of what the global steps before this one decided)."""
+    fps = [fingerprint(stage, s.source, s.index, s.rel, s.ident, upstream) for s in shards]
     res = run_tasks(stage, fn, [(s, ctx) for s in shards], state=ctx["output"], keys=[s.key for s in shards],
-                    progress=progress, max_in_flight=max_in_flight, num_gpus=num_gpus)
+                    progress=progress, max_in_flight=max_in_flight, num_gpus=num_gpus, fingerprints=fps)
     return {s.key: r for s, r in zip(shards, res)}
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import json
+import zlib
 from collections import Counter, defaultdict
 from typing import Iterable
 
@@ -395,6 +396,30 @@ def verify_source(output: str, manifest: dict, name: str, info: dict, folders: l
 # the whole result
 
 
+def recorded_output_errors(output: str) -> list[str]:
+    """Every file a done marker says its task wrote (`_outputs`: path and size), checked on
+    disk: a missing or truncated kept/, dropped/, attributes/ or rejects/ file is named, and a
+    rerun of the same command re-derives exactly those shards (`runtime.run_tasks`)."""
+    from .runtime import outputs_intact
+
+    errors = []
+    for p in io.list_files(io.join(output, "_state"), ".json"):
+        if "/timing/" in p or p.endswith("config.json"):
+            continue
+        name = p[p.rindex("/_state/") + 1:]
+        try:
+            marker = json.loads(io.read_text(p))
+        except (OSError, ValueError) as e:
+            errors.append(f"{name}: unreadable done marker ({type(e).__name__}); rerun the run")
+            continue
+        outs = marker.get("_outputs") if isinstance(marker, dict) else None
+        if outs:
+            why = outputs_intact(output, outs)
+            if why:
+                errors.append(f"{why} (written by {name}); rerun the same command to re-derive it")
+    return errors
+
+
 def compute(output: str, verify: bool = False) -> dict:
     """Stats of a finished run. Always: the indexes against the array sizes and the manifest, and
     the manifest's own funnel arithmetic. With `verify` (`dolma-prep stats`, `report`): every stage
@@ -447,11 +472,17 @@ def compute(output: str, verify: bool = False) -> dict:
              "tokens_per_char": kept_tokens / kept_chars if kept_tokens and kept_chars else None,
              "funnel": funnel(info, dedup_kinds)}
         if verify:
-            checked, errs = verify_source(output, manifest, name, info, folders, index_copies)
+            try:
+                checked, errs = verify_source(output, manifest, name, info, folders, index_copies)
+            except (EOFError, OSError, zlib.error, ValueError) as e:  # a truncated or corrupt output file
+                checked = {"rejected_read": 0, "rejected_select": 0, "rejected_tokenize": 0}
+                errs = [f"source {name}: an output file cannot be read ({type(e).__name__}: {str(e)[:200]}); "
+                        "rerun the same command to re-derive it"]
             s["checked"] = checked
             errors.extend(errs)
         sources[name] = s
     if verify:
+        errors.extend(recorded_output_errors(output))
         unknown = [k for k, v in index_copies.items() if v]
         if unknown:
             src, doc_id = unknown[0]
@@ -562,6 +593,9 @@ def render(result: dict, funnels: bool = False, console=None) -> None:
                       "measured tokens/char of its kept documents. Tokens from 'filtered' on are measured.[/dim]")
     if result["rejected"]:
         console.print(f"[yellow]{result['rejected']} bad records were rejected; see {result['output']}/rejects/")
+    for name, rule, n in rule_errors(result):
+        console.print(f"[yellow]rule error[/yellow]: {escape(rule)} raised on {n:,} documents of {escape(name)} "
+                      "(counted as no match)")
     if not result["errors"]:
         if result.get("verified"):
             console.print(f"[green]checked[/green]: manifest agrees with the indexes, array sizes, "
@@ -572,6 +606,13 @@ def render(result: dict, funnels: bool = False, console=None) -> None:
                           "(`dolma-prep stats OUTPUT` recounts every stage from the files)")
     for e in result["errors"]:
         console.print(f"[red]error:[/red] {escape(e)}")
+
+
+def rule_errors(result: dict) -> list[tuple[str, str, int]]:
+    """(source, rule, documents) for every filter rule that raised, from the manifest's
+    `stages.filtered.rule_errors`."""
+    return [(name, rule, n) for name, s in result["sources"].items()
+            for rule, n in s.get("stages", {}).get("filtered", {}).get("rule_errors", {}).items()]
 
 
 def steps_rows(steps: list[dict]) -> tuple[list[str], list[list[str]]]:

@@ -186,6 +186,9 @@ def test_runaway_rule_stops_a_run_with_exit_2_and_the_rule_named(tmp_path):
     assert "sources[wiki].filters.exclude[0]: filter 'last(range(1e12)) > 0' ran past 10 s on document id" \
         in proc.stderr, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
+    # one line: not the worker's traceback that Ray wraps the error in
+    assert 'File "' not in proc.stderr and "ray::" not in proc.stderr, proc.stderr[-3000:]
+    assert len([line for line in proc.stderr.splitlines() if "ran past" in line]) == 1
 
 
 def test_rules_reading_text_still_see_it():

@@ -59,7 +59,6 @@ def test_gzip_output_is_deterministic(tmp_path):
     (b'{"id": "x", "text": 5, "source": "s"}\n', "field 'text' must be a string, found int"),
     (b'{"id": "x", "text": "\xff\xfe", "source": "s"}\n', "invalid UTF-8"),
     (b'[1, 2]\n', "expected a JSON object, found list"),
-    (b'{"id": "x", "text": "a\\ud800b", "source": "s"}\n', "lone UTF-16 surrogates"),
 ])
 def test_bad_lines_are_rejected_with_line_numbers(tmp_path, line, reason):
     good = json.dumps(DOC).encode() + b"\n"
@@ -67,6 +66,13 @@ def test_bad_lines_are_rejected_with_line_numbers(tmp_path, line, reason):
     recs = list(io.read_documents(path))
     assert [r.ok for r in recs] == [True, False, True]
     assert recs[1].line == 2 and reason in recs[1].error
+
+
+def test_lone_surrogates_are_replaced_not_rejected(tmp_path):
+    """README deviation 5; the cases in detail: tests/test_surrogates.py."""
+    line = b'{"id": "x", "text": "a\\ud800b\\udc00", "source": "s"}\n'
+    recs = list(io.read_documents(_write(tmp_path / "d.jsonl.gz", line)))
+    assert [r.error for r in recs] == [None] and recs[0].doc["text"] == "a\ufffdb\ufffd"
 
 
 def test_bom_crlf_and_nul_are_accepted(tmp_path):

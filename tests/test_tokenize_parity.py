@@ -148,12 +148,15 @@ def test_edge_cases_equal_dolma_tokens(tmp_path, bos):
     args = ["--bos-token-id", str(bos)] if bos is not None else []
     proc = run_cli("tokenize", "--documents", str(src), "--output", str(tmp_path / "ours"), "--workers", "1", "-q",
                    *args)
-    assert proc.returncode == 3, proc.stderr  # the lone surrogate and the blank line are rejected
+    assert proc.returncode == 3, proc.stderr  # the blank line is rejected; the lone surrogate is read as U+FFFD
     run_dolma_tokens([src], tmp_path / "dolma", TOKENIZER, bos=bos, processes=1)
-    # dolma's msgspec decoder wants a string id and drops the integer one; we accept integer ids
-    compare(read_token_docs(tmp_path / "ours"), read_token_docs(tmp_path / "dolma"), allowed_only_ours={"7"})
+    # dolma's msgspec decoder wants a string id and drops the integer one; we accept integer ids.
+    # dolma writes no tokens for the lone-surrogate document (its tokenizer cannot take a lone
+    # surrogate); ours tokenizes it with U+FFFD in its place (README, deviation 5)
+    compare(read_token_docs(tmp_path / "ours"), read_token_docs(tmp_path / "dolma"),
+            allowed_only_ours={"7", "lone-surrogate"})
     reasons = sorted(r["reason"] for r in read_rejects(tmp_path / "ours"))
-    assert reasons == ["empty line", "field 'text' holds lone UTF-16 surrogates"]
+    assert reasons == ["empty line"]
 
 
 def test_document_tokenizing_to_nothing(tmp_path):

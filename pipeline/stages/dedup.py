@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from .. import io
-from ..runtime import read_marker, task_totals, write_marker
+from ..runtime import outputs_intact, read_marker, task_totals, write_marker
 from ..steps import Step
 from .select import dedup_attribute
 
@@ -41,8 +41,11 @@ def run_dedup(mix, shards: list, ctx: dict, progress=None) -> dict[str, dict]:
         if cfg is None:
             continue
         marker = read_marker(mix.output, "dedup", kind)
+        if marker is not None and (marker.get("_input") != ctx.get("inputs_digest")
+                                   or outputs_intact(mix.output, marker.get("_outputs", {})) is not None):
+            marker = None  # other inputs than when it ran, or an attribute file it wrote is damaged
         if marker is not None:
-            results[kind] = marker
+            results[kind] = {k: v for k, v in marker.items() if not k.startswith("_")}
             continue
         if isinstance(cfg, dict):
             params: dict[str, Any] = dict(cfg)
@@ -58,7 +61,8 @@ def run_dedup(mix, shards: list, ctx: dict, progress=None) -> dict[str, dict]:
                              json.dumps(task_totals(raw), sort_keys=True, indent=1))
         stats = counts_only(raw)
         stats["attribute"] = attribute
-        write_marker(mix.output, "dedup", kind, stats)
+        outputs = {io.relpath(o, mix.output): io.file_size(o) for _, o in pairs}
+        write_marker(mix.output, "dedup", kind, {**stats, "_input": ctx.get("inputs_digest"), "_outputs": outputs})
         results[kind] = stats
     return results
 

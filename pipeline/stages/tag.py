@@ -116,13 +116,23 @@ def tag_documents(paths: list[str], specs: list[tuple[str, dict]], experiment: s
                   progress=None) -> dict:
     """`dolma-prep tag`: tag documents files in place (dolma layout), in parallel on Ray.
     A file whose attribute file already exists is skipped (outputs appear only by rename)."""
-    todo = [(p, attributes_beside(p, experiment)) for p in paths]
-    todo = [(p, a) for p, a in todo if not io.exists(a)]
+    pairs = [(p, attributes_beside(p, experiment)) for p in paths]
+    todo = [(p, a) for p, a in pairs if not io.exists(a)]
     results = run_tasks("tag", _tag_one, [(p, a, list(specs), experiment, list(modules)) for p, a in todo],
                         progress=progress)
+    # a file tagged by an earlier run keeps its bad records beside its attributes: still counted,
+    # so a rerun of a command that rejected records does not report a clean result
+    done = {a for _, a in todo}
+    earlier = 0
+    for _, a in pairs:
+        rej = a + ".rejects.jsonl"
+        if a not in done and io.exists(rej):
+            earlier += sum(1 for _ in io.read_jsonl(rej))
     return {"files": len(paths), "skipped": len(paths) - len(todo),
-            "documents": sum(r["documents_in"] for r in results), "rejected": sum(r["rejected"] for r in results),
+            "documents": sum(r["documents_in"] for r in results),
+            "rejected": sum(r["rejected"] for r in results) + earlier, "rejected_earlier": earlier,
             "tagger_errors": sum(r["tagger_errors"] for r in results),
+            "empty_files": [p for (p, _), r in zip(todo, results) if r["documents_in"] == 0 and r["rejected"] == 0],
             "examples": [e for r in results for e in r["reject_examples"]]}
 
 
