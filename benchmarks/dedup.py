@@ -238,7 +238,7 @@ def run_ours_inner(args) -> None:
     )
     t2 = time.time()
     ray.shutdown()
-    from dolma_prep.pipeline.runtime import peak_rss_mb
+    from dolma_prep.core.runtime import peak_rss_mb
 
     stats["_timing"] = {"ray_init_s": t1 - t0, "run_minhash_s": t2 - t1, "driver_rss_mb": peak_rss_mb()}
     with open(os.path.join(out_dir, "stats.json"), "w") as f:

@@ -24,7 +24,7 @@ is accepted only when every paragraph one side kept and the other dropped occurs
 in the input. The counts of each kind are printed.
 
 The floor: a pass that only reads, decompresses, parses and re-writes (gzip) every document,
-W processes, with our reader and writer (`pipeline.io`): what any pipeline pays on this input.
+W processes, with our reader and writer (`core/io.py`): what any pipeline pays on this input.
 
 Reported: wall and CPU seconds (CPU of the whole process tree: /proc sampled every 0.2 s, and
 getrusage(RUSAGE_CHILDREN) after it ends; the larger is used), dolma / ours ratios, the run's
@@ -355,7 +355,7 @@ def run_dolma(root: str, info: dict, work: str, workers: int, order_check: bool 
 FLOOR = r"""
 import json, os, sys, time
 from concurrent.futures import ProcessPoolExecutor
-from dolma_prep.pipeline import io
+from dolma_prep.core import io
 
 def one(args):
     src, dst = args

@@ -66,7 +66,7 @@ def one(root: str, n_bytes: int, workers: int, min_length: int, part_size: int |
     import ray
 
     from dolma_prep.dedup.substrings import DEFAULTS, run_substrings
-    from dolma_prep.pipeline.io import expand_globs
+    from dolma_prep.core.io import expand_globs
 
     files = expand_globs(root, ["*/*.jsonl.gz"])
     out = os.path.join(os.path.dirname(root), "attributes")

@@ -220,7 +220,7 @@ os.environ["RAYON_NUM_THREADS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 from concurrent.futures import ProcessPoolExecutor
 from dolma_prep.pipeline.mixfile import BUNDLED_TOKENIZER, TokenizerConfig
-from dolma_prep.pipeline.runtime import Shard
+from dolma_prep.core.runtime import Shard
 from dolma_prep.pipeline.stages.tokenize import run_command_shard
 workers, out, files = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 ctx = {"output": out, "tokenizer": TokenizerConfig(path=BUNDLED_TOKENIZER).model_dump(), "seed": 0}
@@ -244,7 +244,7 @@ PAIRED = r"""
 import gzip, json, os, statistics, sys, time
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 from dolma_prep.pipeline.mixfile import BUNDLED_TOKENIZER, TokenizerConfig
-from dolma_prep.pipeline.runtime import Shard
+from dolma_prep.core.runtime import Shard
 from dolma_prep.pipeline.stages import tokenize as tk
 from dolma_prep.pipeline.stages.common import Rejects
 out, reps, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]

@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dolma_prep.pipeline import io
-from dolma_prep.pipeline.runtime import run_tasks, summarise
+from dolma_prep.core import io
+from dolma_prep.core.runtime import run_tasks, summarise
 
 from .text import fmix64
 

@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from dolma_prep.pipeline import io
-from dolma_prep.pipeline.runtime import run_tasks, summarise
+from dolma_prep.core import io
+from dolma_prep.core.runtime import run_tasks, summarise
 
 
 PARTITION_BYTES = 1 << 30  # of input files per reduce partition: ~1M documents, ~30 MB of rows in its task

@@ -37,8 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dolma_prep.pipeline import io
-from dolma_prep.pipeline.runtime import default_workers, run_tasks, summarise
+from dolma_prep.core import io
+from dolma_prep.core.runtime import default_workers, run_tasks, summarise
 
 from . import components
 

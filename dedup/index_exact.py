@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from dolma_prep.pipeline import io
-from dolma_prep.pipeline.runtime import default_workers, run_tasks, summarise
+from dolma_prep.core import io
+from dolma_prep.core.runtime import default_workers, run_tasks, summarise
 
 from . import components
 from .exact import key_hashes

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dolma_prep.pipeline import io
-from dolma_prep.pipeline.runtime import run_tasks, summarise
+from dolma_prep.core import io
+from dolma_prep.core.runtime import run_tasks, summarise
 
 from . import checked, components
 from . import text

@@ -10,7 +10,7 @@ import hashlib
 
 import numpy as np
 
-from dolma_prep.pipeline import io
+from dolma_prep.core import io
 
 from .index import IndexInputError, read_manifest
 

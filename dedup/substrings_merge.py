@@ -13,7 +13,7 @@ import contextlib
 
 import numpy as np
 
-from dolma_prep.pipeline import io
+from dolma_prep.core import io
 
 _BASES = (0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93)  # odd, so invertible mod 2^64
 _CHUNK = 1 << 20

@@ -25,7 +25,7 @@ from collections import OrderedDict
 import numpy as np
 import pyarrow as pa
 
-from dolma_prep.pipeline import io
+from dolma_prep.core import io
 
 from . import components
 from .signatures import shingle_hashes

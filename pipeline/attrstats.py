@@ -20,8 +20,8 @@ import math
 
 import polars as pl
 
-from . import io
-from .io import InputError
+from ..core import io
+from ..core.io import InputError
 from .stats import attribute_folders, load_manifest, read_bytes, read_jsonl_objects, shards_of
 
 MODES = {"score": "first span's score", "count": "number of spans", "coverage": "characters covered by spans"}

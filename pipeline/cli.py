@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from .io import InputError
+from ..core.io import InputError
 
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_REJECTS, EXIT_INCONSISTENT = 0, 1, 2, 3, 4
 # a source written more times over than this (proportion) needs --yes: a typo (1000 for 1.0) would
@@ -165,7 +165,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from . import io
+    from ..core import io
     from .report import write
 
     if args.html is None:
@@ -195,7 +195,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _expand(patterns: list[str]) -> list[str]:
-    from . import io
+    from ..core import io
 
     paths = io.expand_globs("", patterns) if patterns else []
     if not paths:
@@ -206,7 +206,7 @@ def _expand(patterns: list[str]) -> list[str]:
 def _cmd_tag(args: argparse.Namespace) -> int:
     from dolma_prep.taggers import registry
 
-    from .runtime import init_ray, make_progress
+    from ..core.runtime import init_ray, make_progress
     from .stages.tag import tag_documents
 
     from .mixfile import check_name
@@ -242,8 +242,8 @@ DEDUP_KINDS = ("exact", "paragraphs", "minhash", "decontaminate", "substrings")
 
 
 def _cmd_dedup(args: argparse.Namespace) -> int:
-    from . import io
-    from .runtime import init_ray
+    from ..core import io
+    from ..core.runtime import init_ray
     from .stages.tag import attributes_beside
 
     from .mixfile import check_name
@@ -293,7 +293,7 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
 def _cmd_index(args: argparse.Namespace) -> int:
     from dolma_prep.dedup import index
 
-    from .runtime import init_ray
+    from ..core.runtime import init_ray
 
     if args.action == "info":
         out = index.info(args.index, verify=args.verify)
@@ -333,9 +333,9 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
 
 
 def _cmd_tokenize(args: argparse.Namespace) -> int:
-    from . import io
+    from ..core import io
     from .mixfile import BUNDLED_TOKENIZER, TokenizerConfig
-    from .runtime import Shard, init_ray, make_progress, map_shards
+    from ..core.runtime import Shard, init_ray, make_progress, map_shards
     from .stages.tokenize import choose_dtype, load_tokenizer, run_command_shard
 
     tcfg = TokenizerConfig(path=args.tokenizer or BUNDLED_TOKENIZER, eos_token_id=args.eos_token_id,

@@ -37,7 +37,7 @@ import math
 import os
 import re
 
-from .io import InputError
+from ..core.io import InputError
 from .mixfile import MixFile
 from .plan import plan, uses_targets
 

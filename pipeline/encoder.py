@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import InputError
+from ..core.io import InputError
 
 ENGINE_ENV = "DOLMA_PREP_TOKENIZER_ENGINE"
 ENGINES = ("auto", "fastokens", "tokenizers")
@@ -60,7 +60,7 @@ def _version(dist: str) -> str:
 
 def _read_json_text(path: str) -> str | None:
     """The tokenizer file's JSON text (local or any storage), or None for a hub id."""
-    from . import io
+    from ..core import io
 
     if io.is_remote(path):
         return io.read_text(path)
@@ -74,7 +74,7 @@ def load_reference(path: str):
     """The `tokenizers` Tokenizer of a local file, a URL or (where a hub is reachable) a hub id."""
     from tokenizers import Tokenizer
 
-    from . import io
+    from ..core import io
 
     if io.is_remote(path):
         return Tokenizer.from_str(io.read_text(path))

@@ -56,7 +56,7 @@ from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext import parse as jsonpath_parse
 from jsonpath_ng.ext.filter import Filter as _Filter
 
-from .io import InputError
+from ..core.io import InputError
 
 # per-document bounds of one FilterSet's evaluation (all its rules together)
 DEFAULT_SECONDS = 10.0

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-from . import io
+from ..core import io
 from .mixfile import MixFile
-from .runtime import Shard
+from ..core.runtime import Shard
 
 MANIFEST_VERSION = 1
 

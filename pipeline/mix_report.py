@@ -7,7 +7,7 @@ regression at the proposal; and the verification runs (fresh seeds) with their s
 """
 from __future__ import annotations
 
-from . import io
+from ..core import io
 from .report import CSS, Svg, _table, esc, grouped_bars, nice_ticks
 
 BLUE, GREY, ORANGE, GREEN, RED = "#2f6fdf", "#9aa5b1", "#e06c2f", "#2e9e5b", "#c0392b"

@@ -42,8 +42,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import io
-from .io import InputError
+from ..core import io
+from ..core.io import InputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_EVAL_SETS = os.path.join(REPO, "mixes", "eval-sets")
@@ -490,7 +490,7 @@ def proxy_specs(label: str, mixtures: list[np.ndarray], seeds: list[int], names:
 def train_all(label: str, specs: list[dict], keys: list[str], output: str, opts: SearchOptions) -> list[dict]:
     from dolma_prep.training.proxy import train_proxy
 
-    from .runtime import run_tasks
+    from ..core.runtime import run_tasks
 
     return run_tasks(label, train_proxy, [(s,) for s in specs], state=output, keys=keys,
                      num_cpus=opts.cpus_per_proxy, num_gpus=opts.gpus_per_proxy)
@@ -515,7 +515,7 @@ def search(mix_path: str, pool: str, opts: SearchOptions, workers: int | None = 
            ray_address: str | None = None, progress: bool = True) -> dict:
     """Run (or resume) a search; returns the summary written to `<output>/search.json`."""
     from .mixfile import load_mix
-    from .runtime import init_ray, make_progress
+    from ..core.runtime import init_ray, make_progress
 
     started = time.perf_counter()
     if opts.metric not in METRICS:

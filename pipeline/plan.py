@@ -65,7 +65,7 @@ def resolve_targets(mix: MixFile, count_files: dict[str, list[str]], scale: floa
 
     Returns (sampling, report): sampling[source] = {"whole", "threshold"}; report holds the
     plan, the measured tokens, the scale used and any shortfall."""
-    from . import io
+    from ..core import io
 
     the_plan = plan(mix)
     measured = {}
@@ -95,7 +95,7 @@ def _threshold(files: list[str], target: float) -> float:
     the documents of the one bin where the running total crosses the target."""
     import numpy as np
 
-    from . import io
+    from ..core import io
 
     if target <= 0:
         return 0.0
@@ -128,7 +128,7 @@ def _threshold(files: list[str], target: float) -> float:
 
 
 def _count_shard(path: str, tokenizer_path: str, eos: int | None, bos: int | None) -> dict:
-    from . import io
+    from ..core import io
     from .encoder import load_encoder
     from .stages.tokenize import BLOCK, encode_block
 
@@ -149,7 +149,7 @@ def measure(mix: MixFile, workers: int | None = None, ray_address: str | None = 
     """Tokens each source's documents hold (stripped, with EOS), counted on Ray: the sizes
     `plan --measure` uses instead of the declared `tokens_available`."""
     from .run import discover_shards
-    from .runtime import init_ray, run_tasks
+    from ..core.runtime import init_ray, run_tasks
 
     shards = discover_shards(mix)
     init_ray(workers, ray_address)

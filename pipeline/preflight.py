@@ -20,8 +20,8 @@ import struct
 
 import yaml
 
-from . import io
-from .io import InputError
+from ..core import io
+from ..core.io import InputError
 from .mixfile import REPO, MixFile
 
 FASTTEXT_MAGIC = 793712314  # first int32 of a fastText .bin / .ftz (followed by version 12)

@@ -301,7 +301,7 @@ def build(output: str, attributes: list[str] | None = None, max_attributes: int 
         for k in attributes:
             key, _, mode = k.partition(":")
             if key not in known:
-                from .io import InputError
+                from ..core.io import InputError
 
                 raise InputError(f"attribute {key!r} is not in the run's attribute files; known: {', '.join(known)}")
             chosen[key] = mode or "score"
@@ -400,7 +400,7 @@ def render_html(result: dict, manifest: dict, charts: list, attr_sections: list)
 
 
 def write(output: str, html_path: str, **kwargs) -> dict:
-    from . import io
+    from ..core import io
 
     page, result = build(output, **kwargs)
     io.write_text_atomic(html_path, page)

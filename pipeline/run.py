@@ -17,10 +17,10 @@ import sys
 import time
 from dataclasses import replace
 
-from . import io
-from .io import InputError
+from ..core import io
+from ..core.io import InputError
 from .mixfile import MixFile
-from .runtime import Shard, init_ray, make_progress, map_shards
+from ..core.runtime import Shard, init_ray, make_progress, map_shards
 from .stages import STEPS
 
 
@@ -34,11 +34,11 @@ def discover_shards(mix: MixFile, skipped: list[str] | None = None, identify: bo
     output and scratch, when a source's glob reaches into them) are never inputs: they are
     left out and listed in `skipped`. With `identify`, each shard records what its file is
     now (`runtime.input_identity`), which done markers are checked against."""
-    from .runtime import input_identity
+    from ..core.runtime import input_identity
 
     shards: list[Shard] = []
     owner: dict[str, str] = {}
-    exclude = [io._norm(e) for e in exclude if e]
+    exclude = [io.normalize_path(e) for e in exclude if e]
     for src in mix.sources:
         if src.dataset is not None:
             try:
@@ -51,7 +51,7 @@ def discover_shards(mix: MixFile, skipped: list[str] | None = None, identify: bo
         if not paths:
             raise InputError(f"source {src.name!r}: documents {src.documents} matched no files under {mix.data_root}")
         if exclude:
-            own = [p for p in paths if _under_any(io._norm(p), exclude)]
+            own = [p for p in paths if _under_any(io.normalize_path(p), exclude)]
             if own and skipped is not None:
                 skipped.extend(own)
             paths = [p for p in paths if p not in set(own)]
@@ -180,7 +180,7 @@ def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None
     taggers) come from the command line only: a mix file is data and can never load code."""
     from .manifest import build_manifest
 
-    from .runtime import fingerprint
+    from ..core.runtime import fingerprint
 
     t0 = time.time()
     work = work_dir(mix, scratch)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from . import io
-from .io import InputError
+from ..core import io
+from ..core.io import InputError
 from .stats import (attribute_folders, load_config, load_manifest, read_jsonl_objects, rejects_path, rule_label,
                     scan_index, shards_of)
 

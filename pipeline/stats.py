@@ -27,8 +27,8 @@ from typing import Iterable
 
 import numpy as np
 
-from . import io
-from .io import InputError
+from ..core import io
+from ..core.io import InputError
 
 # the stages of the funnel, in order, as rows of the per-source table
 STAGES = ("read", "tagged", "deduplicated", "filtered", "sampled", "tokenized")
@@ -400,7 +400,7 @@ def recorded_output_errors(output: str) -> list[str]:
     """Every file a done marker says its task wrote (`_outputs`: path and size), checked on
     disk: a missing or truncated kept/, dropped/, attributes/ or rejects/ file is named, and a
     rerun of the same command re-derives exactly those shards (`runtime.run_tasks`)."""
-    from .runtime import outputs_intact
+    from ..core.runtime import outputs_intact
 
     errors = []
     for p in io.list_files(io.join(output, "_state"), ".json"):

@@ -28,7 +28,7 @@ def load_model(model_path: str | os.PathLike | None, tagger: str) -> Any:
         raise ModelError(
             f"tagger {tagger!r} needs a local fastText model: pass the option model_path=/path/to/model.bin "
             "(models are never downloaded)")
-    from dolma_prep.pipeline import io
+    from dolma_prep.core import io
 
     path = os.fspath(model_path)
     if not (io.exists(path) if io.is_remote(path) else os.path.isfile(path)):

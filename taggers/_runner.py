@@ -3,7 +3,7 @@
 `TaggerSet` runs the configured taggers over batches of documents and formats each
 document's attributes as `{"id":...,"attributes":{"<exp>__<tagger>__<field>":[[start,end,score],...],...},"source":...}`
 (compact JSON, non-ASCII kept, scores rounded to 5 decimals and written as msgspec writes them,
-e.g. `0.00001`, `1e16`: `pipeline.io.format_score`), byte for byte what dolma 1.2.1 writes.
+e.g. `0.00001`, `1e16`: `core.attributes.format_score`), byte for byte what dolma 1.2.1 writes.
 Files are read and written by the tag stage (`pipeline/stages/tag.py`), the one path that
 `dolma-prep run`, `dolma-prep tag` and the parity tests with `dolma tag` all use.
 
@@ -17,7 +17,7 @@ import logging
 import re
 from typing import Any, Sequence
 
-from dolma_prep.pipeline.io import format_score
+from dolma_prep.core.io import format_score
 
 from . import registry
 from .registry import Document, Tagger

@@ -147,7 +147,7 @@ def load_config(config_path: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ data
 def _read_texts(files: list[str]) -> list[tuple[str, str]]:
-    from dolma_prep.pipeline import io  # the one reader: same validity rules as every stage
+    from dolma_prep.core import io  # the one reader: same validity rules as every stage
 
     return [(str(rec.doc["id"]), rec.doc["text"]) for path in files for rec in io.read_documents(path) if rec.ok]
 

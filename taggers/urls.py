@@ -33,7 +33,7 @@ import os
 import re
 from typing import Iterator
 
-from dolma_prep.pipeline import io
+from dolma_prep.core import io
 
 from .registry import Document, Spans, Tagger, register
 

@@ -27,7 +27,7 @@ import pytest
 
 from conftest import CLI, SAMPLE, run_cli
 
-from dolma_prep.pipeline import io
+from dolma_prep.core import io
 
 SOURCES = ("wiki", "books", "c4")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dolma_prep.pipeline.io import AtomicWriter, iter_documents, parse_document
+from dolma_prep.core.io import AtomicWriter, iter_documents, parse_document
 from dolma_prep.dedup.signatures import band_keys, permutations, shingle_hashes, signatures
 from dolma_prep.dedup.paragraphs import _paragraph_spans, _stride_keep
 from dolma_prep.dedup.text import (
@@ -89,7 +89,7 @@ def test_partition_uses_top_bits():
 @pytest.mark.parametrize("rounds", [1, 4])
 def test_seen_marks_exactly_the_keys_that_occurred_before_in_corpus_order(tmp_path, rounds):
     from dolma_prep.dedup.paragraphs import _stage_seen
-    from dolma_prep.pipeline import io as pio
+    from dolma_prep.core import io as pio
 
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64)
@@ -323,7 +323,7 @@ ADVERSARIAL = [
 )
 def test_vectorised_paragraph_keys_equal_paragraph_by_paragraph(tmp_path, monkeypatch, overrides):
     from dolma_prep.dedup import paragraphs
-    from dolma_prep.pipeline import io as pio
+    from dolma_prep.core import io as pio
 
     docs = list(ADVERSARIAL)
     for f in sorted((Path(__file__).resolve().parents[1] / "sample" / "documents").glob("*/*.jsonl.gz"))[:6]:

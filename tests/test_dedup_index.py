@@ -27,7 +27,7 @@ from dolma_prep.dedup import minhash as dminhash  # noqa: E402
 from dolma_prep.dedup.exact import run_exact  # noqa: E402
 from dolma_prep.dedup.minhash import run_minhash  # noqa: E402
 from dolma_prep.dedup.text import normalized_words  # noqa: E402
-from dolma_prep.pipeline.io import InputError  # noqa: E402
+from dolma_prep.core.io import InputError  # noqa: E402
 from test_dedup_ray import _edit_words, build_planted_corpus, brute_force_pairs, found_pairs  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray")
 
 from dolma_prep.dedup import substrings_merge as merge  # noqa: E402
 from dolma_prep.dedup.substrings import run_substrings  # noqa: E402
-from dolma_prep.pipeline.io import InputError  # noqa: E402
+from dolma_prep.core.io import InputError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "sample", "documents")
@@ -216,7 +216,7 @@ def test_verification_rejects_fingerprint_collisions(tmp_path):
     but not duplicates with verify="units": round 5 compares the units and confirms only the
     real match."""
     work = str(tmp_path)
-    from dolma_prep.pipeline import io
+    from dolma_prep.core import io
 
     def records(fp2, pos):
         r = np.zeros(len(pos), merge.FP_RECORD)
@@ -245,7 +245,7 @@ def test_fingerprints_equal_for_equal_windows(tmp_path):
     """The fingerprint records of round 2: equal windows <-> equal 128-bit fingerprints (on a
     4-letter text every 40-unit window here is distinct or an exact repeat), each record in the
     bucket its first half names, every marked position written once."""
-    from dolma_prep.pipeline import io
+    from dolma_prep.core import io
 
     rng = np.random.default_rng(0)
     seq = rng.integers(0, 4, size=(1 << 21) + 300).astype(np.uint8)  # crosses chunk boundaries

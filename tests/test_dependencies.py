@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ["pipeline", "taggers", "dedup", "training"]
+PACKAGES = ["core", "pipeline", "taggers", "dedup", "training"]
 NOT_DECLARED_ON_PURPOSE = {"torch"}
 
 

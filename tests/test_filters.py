@@ -6,7 +6,7 @@ import time
 import pytest
 
 from dolma_prep.pipeline.filters import FilterLimitError, FilterSet, check_jq, compile_expression
-from dolma_prep.pipeline.io import InputError
+from dolma_prep.core.io import InputError
 
 from conftest import run_cli
 

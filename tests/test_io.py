@@ -6,7 +6,7 @@ import json
 import pytest
 import zstandard
 
-from dolma_prep.pipeline import io
+from dolma_prep.core import io
 
 DOC = {"id": "a", "text": "hello", "source": "s"}
 

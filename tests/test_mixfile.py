@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from dolma_prep.pipeline.io import InputError
+from dolma_prep.core.io import InputError
 from dolma_prep.pipeline.mixfile import BUNDLED_TOKENIZER, load_mix
 
 MIXES = os.path.join(os.path.dirname(__file__), "..", "mixes")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from dolma_prep.pipeline.io import InputError
+from dolma_prep.core.io import InputError
 from dolma_prep.pipeline.mixfile import REPO, load_mix
 from dolma_prep.pipeline.preflight import FASTTEXT_MAGIC, preflight
 

@@ -202,7 +202,7 @@ def test_runaway_rule_message_is_one_line():
 
 def _select_ctx(tmp_path, shards: dict[str, list[dict]], exclude: list[str]):
     from dolma_prep.pipeline.mixfile import load_mix
-    from dolma_prep.pipeline.runtime import Shard
+    from dolma_prep.core.runtime import Shard
 
     root, out = tmp_path / "data", tmp_path / "out"
     for rel, docs in shards.items():

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow  # every test here starts Ray
 def count_vowels(shard, ctx):
     """An extra shard step, as a new stage module would define it: counts the vowels of the
     kept documents. Reads through the one reader, like every stage."""
-    from dolma_prep.pipeline import io
+    from dolma_prep.core import io
     from dolma_prep.pipeline.stages.common import kept_path
 
     n_docs = vowels = 0
@@ -33,7 +33,7 @@ def test_a_new_step_is_one_declaration(tmp_path, monkeypatch):
     from dolma_prep.pipeline.mixfile import load_mix
     from dolma_prep.pipeline.report import build
     from dolma_prep.pipeline.run import run
-    from dolma_prep.pipeline.runtime import shutdown_ray
+    from dolma_prep.core.runtime import shutdown_ray
     from dolma_prep.pipeline.steps import Step
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
@@ -116,7 +116,7 @@ def test_tagger_errors_are_counted_per_source_and_exit_3(tmp_path):
 
 
 def test_task_totals_adds_up_every_round_of_a_global_step():
-    from dolma_prep.pipeline.runtime import summarise, task_totals
+    from dolma_prep.core.runtime import summarise, task_totals
 
     a = [{"_rss_mb": 100.0, "_seconds": 2.0, "_cpu_s": 1.5}, {"_rss_mb": 300.0, "_seconds": 1.0, "_cpu_s": 0.25}]
     b = [{"_rss_mb": 200.0, "_seconds": 4.0, "_cpu_s": 3.0}]
@@ -134,7 +134,7 @@ def test_a_tasks_peak_memory_is_its_own():
     (VmHWM reset), so a big earlier task does not show up as a later task's peak."""
     import numpy as np
 
-    from dolma_prep.pipeline.runtime import peak_rss_mb, reset_peak_rss
+    from dolma_prep.core.runtime import peak_rss_mb, reset_peak_rss
 
     big = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
     high = peak_rss_mb()

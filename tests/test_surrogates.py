@@ -4,7 +4,7 @@ dolma's reader accepts such documents and UTF-8 cannot hold them (README, deviat
 import gzip
 import json
 
-from dolma_prep.pipeline import io
+from dolma_prep.core import io
 from dolma_prep.pipeline.stages import tag
 
 FFFD = "\N{REPLACEMENT CHARACTER}"
@@ -35,7 +35,7 @@ def test_lone_surrogates_become_u_fffd_in_every_string():
         rec = io.parse_document(raw + b"\n", "f", n)
         assert rec.ok, (raw, rec.error)
         assert rec.doc == want, raw
-        assert rec == io._parse_document_checked(raw + b"\n", "f", n), raw  # fast path == full check
+        assert rec == io.parse_document_checked(raw + b"\n", "f", n), raw  # fast path == full check
         io.dumps(rec.doc).encode("utf-8")  # writable as UTF-8 downstream (raises if not)
         assert len(rec.doc["text"]) == len(want["text"])  # one for one: offsets hold
 
@@ -78,7 +78,7 @@ def test_deep_records_never_raise():
     for depth, ok in ((50, True), (990, None), (100_000, False)):  # 990: accepted or rejected by stack depth
         raw = b'{"id": "deep", "source": "s", "text": "\\ud800", "m": ' + b"[" * depth + b"]" * depth + b"}\n"
         rec = io.parse_document(raw, "f", 1)
-        assert rec == io._parse_document_checked(raw, "f", 1)
+        assert rec == io.parse_document_checked(raw, "f", 1)
         if rec.ok:
             assert rec.doc["text"] == FFFD
         else:

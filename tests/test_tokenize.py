@@ -10,10 +10,10 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from conftest import SAMPLE, TOKENIZER, run_cli, write_docs
-from dolma_prep.pipeline import io as pio
-from dolma_prep.pipeline.io import InputError
+from dolma_prep.core import io as pio
+from dolma_prep.core.io import InputError
 from dolma_prep.pipeline.mixfile import TokenizerConfig
-from dolma_prep.pipeline.runtime import Shard
+from dolma_prep.core.runtime import Shard
 from dolma_prep.pipeline.stages import tokenize as tk
 from dolma_prep.pipeline.stages.common import Rejects
 from dolma_prep.pipeline.stages.tokenize import choose_dtype, decode
@@ -153,7 +153,7 @@ def test_fast_reader_matches_io_read_documents(tmp_path):
     src.write_bytes(b"".join(lines))
     # the fast path of the one reader accepts exactly what the full check accepts, same records
     for n, raw in enumerate(lines, start=1):
-        assert pio.parse_document(raw, "f", n) == pio._parse_document_checked(raw, "f", n), raw
+        assert pio.parse_document(raw, "f", n) == pio.parse_document_checked(raw, "f", n), raw
     ours = [(r.line, r.doc, r.error, r.fatal) for r in pio.read_documents(str(src))]
     assert sum(1 for r in ours if r[2] is None) == 10 and len(ours) == len(lines)  # lone surrogates -> U+FFFD
     assert [r[1]["text"] for r in ours if r[1] and r[1]["id"] in ("lone", "LONE", "pair")] == ["a\ufffdb", "a\ufffd",

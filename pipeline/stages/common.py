@@ -4,9 +4,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from .. import io
+from ...core import io
 from ..mixfile import MixFile
-from ..runtime import Shard
+from ...core.runtime import Shard
 
 
 @lru_cache(maxsize=4)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .. import io
+from ...core import io
 from .. import plan as plan_mod
-from ..runtime import Shard
+from ...core.runtime import Shard
 from ..steps import Step
 from .common import kept_path, mix_of
 from .tokenize import encode_file, source_key, store_blocks, stored_paths, unit_hash

@@ -12,8 +12,8 @@ import importlib
 import json
 from typing import Any
 
-from .. import io
-from ..runtime import outputs_intact, read_marker, task_totals, write_marker
+from ...core import io
+from ...core.runtime import outputs_intact, read_marker, task_totals, write_marker
 from ..steps import Step
 from .select import dedup_attribute
 

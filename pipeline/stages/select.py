@@ -13,9 +13,9 @@ from __future__ import annotations
 from contextlib import ExitStack
 from functools import lru_cache
 
-from .. import io
+from ...core import io
 from ..filters import FilterSet, RuleErrors
-from ..runtime import Shard
+from ...core.runtime import Shard
 from ..steps import Step
 from .common import Rejects, attributes_path, dropped_path, kept_path, mix_of
 

@@ -15,8 +15,8 @@ import json
 from dolma_prep.taggers import registry
 from dolma_prep.taggers._runner import TaggerSet, attribute_line
 
-from .. import io
-from ..runtime import Shard, run_tasks
+from ...core import io
+from ...core.runtime import Shard, run_tasks
 from ..steps import Step
 from .common import FileRejects, Rejects, attributes_path, mix_of
 

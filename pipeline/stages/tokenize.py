@@ -37,10 +37,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import xxhash
-from .. import io
+from ...core import io
 from ..encoder import Encoder, add_special_tokens, load_encoder, load_reference
-from ..io import InputError, Record
-from ..runtime import Shard
+from ...core.io import InputError, Record
+from ...core.runtime import Shard
 from ..steps import Step
 from .common import Rejects, kept_path, mix_of
 

@@ -48,10 +48,8 @@ def init_ray(workers: int | None, address: str | None, quiet: bool = True) -> in
     # one task = one core: the tokenizer engines' own thread pools are held to one thread
     env_vars = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore",
                 "FASTOKENS_BPE_THREADS": "1", "POLARS_MAX_THREADS": "1"}
-    from .encoder import ENGINE_ENV
-
-    if os.environ.get(ENGINE_ENV):  # the driver's engine choice holds in every worker
-        env_vars[ENGINE_ENV] = os.environ[ENGINE_ENV]
+    # the driver's own settings (the tokenizer engine, `DOLMA_PREP_*`) hold in every worker
+    env_vars.update({k: v for k, v in os.environ.items() if k.startswith("DOLMA_PREP_")})
     env = {"env_vars": env_vars}
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=not quiet, logging_level="ERROR")
@@ -275,7 +273,7 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
     - progress: one bar per call of `run_tasks`, documents counted from `documents_in`.
 
     `fn` is a module-level function returning a small dict: large data never travels through
-    Ray, tasks read and write files through `pipeline.io`.
+    Ray, tasks read and write files through `core.io`.
     """
     import ray
 
