@@ -24,13 +24,17 @@ fastokens' own BPE threads are set to 1 (`FASTOKENS_BPE_THREADS`) unless the cal
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
+from array import array
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
 
+from ..core import io
 from ..core.io import InputError
 
 ENGINE_ENV = "DOLMA_PREP_TOKENIZER_ENGINE"
@@ -50,8 +54,6 @@ def engine_choice() -> str:
 
 
 def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(dist)
     except PackageNotFoundError:
@@ -60,8 +62,6 @@ def _version(dist: str) -> str:
 
 def _read_json_text(path: str) -> str | None:
     """The tokenizer file's JSON text (local or any storage), or None for a hub id."""
-    from ..core import io
-
     if io.is_remote(path):
         return io.read_text(path)
     if path.endswith(".json"):
@@ -73,8 +73,6 @@ def _read_json_text(path: str) -> str | None:
 def load_reference(path: str):
     """The `tokenizers` Tokenizer of a local file, a URL or (where a hub is reachable) a hub id."""
     from tokenizers import Tokenizer
-
-    from ..core import io
 
     if io.is_remote(path):
         return Tokenizer.from_str(io.read_text(path))
@@ -187,7 +185,7 @@ class Encoder:
                   flush=True)
 
     @classmethod
-    def of_reference(cls, tokenizer) -> "Encoder":
+    def of_reference(cls, tokenizer) -> Encoder:
         """An encoder over an already loaded `tokenizers` Tokenizer (the reference engine only)."""
         import tokenizers
 
@@ -205,8 +203,6 @@ class Encoder:
 
     def _try_fast(self) -> tuple[Any, str | None, bool]:
         """(fastokens tokenizer or None, why not, whether that deserves a warning)."""
-        import json
-
         try:
             import fastokens
         except ImportError:
@@ -267,8 +263,6 @@ class Encoder:
 def _reference_flat(tok, texts: list[str], batch_size: int = 512) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """The reference engine, `encode_batch_fast` (Rust, GIL released) in bounded batches; a batch
     that fails is retried text by text so one refused text costs only itself."""
-    from array import array
-
     out, lens, errors = array("I"), array("q"), {}
     fast = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
     i, n = 0, len(texts)
@@ -349,3 +343,38 @@ def add_special_tokens(raw: np.ndarray, lens: np.ndarray, eos: int | None, bos: 
 def load_encoder(path: str, engine: str | None = None) -> Encoder:
     """The process's encoder for a tokenizer file (built, and probed, once per worker)."""
     return Encoder(path, engine)
+
+
+# ---------------------------------------------------------------------------------------------
+# documents: stripped texts -> ids with BOS/EOS, as dolma's Tokenizer.encode gives them
+
+
+def _encoder(tok) -> Encoder:
+    """An Encoder, or a bare `tokenizers` Tokenizer (tests, callers with their own) as the reference."""
+    return tok if isinstance(tok, Encoder) else Encoder.of_reference(tok)
+
+
+def encode_docs(tok, texts: list[str], eos: int | None, bos: int | None) -> tuple[np.ndarray, np.ndarray, dict[int, str], int]:
+    """Encode stripped, non-empty texts into one flat uint32 array of ids, through the engine.
+
+    Returns (ids, lengths, errors, reference_documents): document j occupies
+    ids[offset_j : offset_j + lengths[j]] with BOS/EOS added as dolma does (not doubled); a
+    document that tokenizes to nothing has length 0 and no special tokens; `errors` maps the
+    index of a text the tokenizer refused to its message (length 0 as well);
+    `reference_documents` counts texts the fast engine handed to `tokenizers`."""
+    raw, lens, errors, n_ref = _encoder(tok).encode_raw(texts)
+    flat, lens = add_special_tokens(raw, lens, eos, bos)
+    return flat, lens, errors, n_ref
+
+
+def encode_flat(tok, texts: list[str], eos: int | None, bos: int | None) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """`encode_docs` without the routing count (the engines bound their calls by characters)."""
+    flat, lens, errors, _ = encode_docs(tok, texts, eos, bos)
+    return flat, lens, errors
+
+
+def encode_block(tok, texts: list[str], eos: int | None, bos: int | None) -> list[np.ndarray]:
+    """Token ids per text, with BOS/EOS added once; texts must already be stripped. A text that
+    tokenizes to nothing (or that the tokenizer refuses) gives an empty array."""
+    ids, lens, _ = encode_flat(tok, texts, eos, bos)
+    return np.split(ids, np.cumsum(lens)[:-1]) if len(lens) else []

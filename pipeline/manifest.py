@@ -2,6 +2,9 @@
 
 Deterministic by construction: no timestamps, no absolute paths (outputs are relative to the
 output folder, inputs relative to the data root), keys sorted when written.
+
+The run hands over the steps it ran (`stages.STEPS`): the manifest imports no stage, so the
+step list has one declaration and one reader.
 """
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ import os
 from collections import defaultdict
 
 from ..core import io
-from .mixfile import MixFile
 from ..core.runtime import Shard
+from ..core.tokens import ARRAY_SUFFIX, INDEX_SUFFIX
+from .mixfile import MixFile
+from .steps import Step, step_counters
 
 MANIFEST_VERSION = 1
 
@@ -19,15 +24,12 @@ def _add(d: dict, key: str, v) -> None:
     d[key] = d.get(key, 0) + v
 
 
-def steps_section(mix: MixFile, shards: list[Shard], results: dict[str, dict]) -> list[dict]:
+def steps_section(steps: list[Step], shards: list[Shard], results: dict[str, dict]) -> list[dict]:
     """Every declared step the run ran, in run order: its name, what it reads and writes and,
     for shard steps, its declared counters per source. `stats` and the report print this
     table as it is, so a new step shows up there without edits."""
-    from .stages import STEPS
-    from .steps import step_counters
-
     out = []
-    for step in STEPS:
+    for step in steps:
         if step.name not in results:
             continue
         entry = {"step": step.name, "reads": step.reads, "writes": step.writes,
@@ -43,7 +45,7 @@ def step_entry(manifest: dict, name: str) -> dict:
     return next((s for s in manifest.get("steps", []) if s["step"] == name), {})
 
 
-def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict]) -> dict:
+def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict], steps: list[Step]) -> dict:
     stage_stats = results
     dedup_stats = results.get("dedup", {})
     sampling, sampling_report = results["sample"]["rules"], results["sample"]["report"]
@@ -92,11 +94,11 @@ def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict]) 
         _add(src["tokenized"], "tokens", tok["tokens"])
         _add(src["tokenized"], "empty_skipped", tok["empty"])
         for f in tok["files"]:
-            npy = io.join(mix.output, f["path"] + ".npy")
-            token_files.append({"source": s.source, "path": f["path"] + ".npy", "index": f["path"] + ".csv.gz",
+            npy = io.join(mix.output, f["path"] + ARRAY_SUFFIX)
+            token_files.append({"source": s.source, "path": f["path"] + ARRAY_SUFFIX, "index": f["path"] + INDEX_SUFFIX,
                                 "tokens": f["tokens"], "documents": f["documents"], "dtype": f["dtype"],
                                 "bytes": io.file_size(npy),
-                                "index_bytes": io.file_size(io.join(mix.output, f["path"] + ".csv.gz"))})
+                                "index_bytes": io.file_size(io.join(mix.output, f["path"] + INDEX_SUFFIX))})
     sources = {}
     for src in mix.sources:
         st = per[src.name]
@@ -145,5 +147,5 @@ def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict]) 
         "total_documents": sum(v["documents"] for v in sources.values()),
         "rejected": rejected_total,
         "outputs": {"tokens": token_files},
-        "steps": steps_section(mix, shards, results),
+        "steps": steps_section(steps, shards, results),
     }

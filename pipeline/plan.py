@@ -12,14 +12,24 @@ A token target (the plan, times `scale`) is met exactly, within one document: th
 documents of a source are ordered by u and taken while that brings the total nearer the
 target (so achieved and planned differ by less than one document), using
 a histogram of u per shard, so no process holds the whole source.
+
+This module sits below the stages (count, sample and tokenize read their rules from it): it
+imports the mix file, the encoder and the shard list, never a stage or the run.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from ..core import io
+from ..core.runtime import init_ray, run_tasks
+from .encoder import encode_block, load_encoder
 from .mixfile import MixFile
+from .shards import discover_shards
 
 HIST_BINS = 1 << 16
+MEASURE_BLOCK = 4096  # texts per encoder call while measuring: bounds memory, the counts do not depend on it
 
 
 def uses_targets(mix: MixFile) -> bool:
@@ -65,8 +75,6 @@ def resolve_targets(mix: MixFile, count_files: dict[str, list[str]], scale: floa
 
     Returns (sampling, report): sampling[source] = {"whole", "threshold"}; report holds the
     plan, the measured tokens, the scale used and any shortfall."""
-    from ..core import io
-
     the_plan = plan(mix)
     measured = {}
     for name, files in count_files.items():
@@ -93,10 +101,6 @@ def _threshold(files: list[str], target: float) -> float:
     """u* such that documents with u < u* hold the token total nearest the target. Two passes
     over the count tables, one file at a time (any storage): a token histogram over u, then
     the documents of the one bin where the running total crosses the target."""
-    import numpy as np
-
-    from ..core import io
-
     if target <= 0:
         return 0.0
     hist = np.zeros(HIST_BINS + 1, dtype=np.int64)
@@ -128,16 +132,12 @@ def _threshold(files: list[str], target: float) -> float:
 
 
 def _count_shard(path: str, tokenizer_path: str, eos: int | None, bos: int | None) -> dict:
-    from ..core import io
-    from .encoder import load_encoder
-    from .stages.tokenize import BLOCK, encode_block
-
     tok = load_encoder(tokenizer_path)
     total, block = 0, []
     for rec in io.read_documents(path):
         if rec.ok and rec.doc["text"].strip():
             block.append(rec.doc["text"].strip())
-            if len(block) >= BLOCK:
+            if len(block) >= MEASURE_BLOCK:
                 total += sum(len(x) for x in encode_block(tok, block, eos, bos))
                 block = []
     if block:
@@ -148,9 +148,6 @@ def _count_shard(path: str, tokenizer_path: str, eos: int | None, bos: int | Non
 def measure(mix: MixFile, workers: int | None = None, ray_address: str | None = None) -> dict[str, int]:
     """Tokens each source's documents hold (stripped, with EOS), counted on Ray: the sizes
     `plan --measure` uses instead of the declared `tokens_available`."""
-    from .run import discover_shards
-    from ..core.runtime import init_ray, run_tasks
-
     shards = discover_shards(mix)
     init_ray(workers, ray_address)
     t = mix.tokenizer

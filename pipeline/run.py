@@ -15,60 +15,20 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+
+import fsspec
+import yaml
+
+from dolma_prep.taggers import registry
 
 from ..core import io
 from ..core.io import InputError
-from .mixfile import MixFile
-from ..core.runtime import Shard, init_ray, make_progress, map_shards
-from .stages import STEPS
-
-
-def _under_any(path: str, folders: list[str]) -> bool:
-    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders if f)
-
-
-def discover_shards(mix: MixFile, skipped: list[str] | None = None, identify: bool = False,
-                    exclude: list[str] = ()) -> list[Shard]:
-    """The run's shards: one per matched input file. Files under `exclude` (the run's own
-    output and scratch, when a source's glob reaches into them) are never inputs: they are
-    left out and listed in `skipped`. With `identify`, each shard records what its file is
-    now (`runtime.input_identity`), which done markers are checked against."""
-    from ..core.runtime import input_identity
-
-    shards: list[Shard] = []
-    owner: dict[str, str] = {}
-    exclude = [io.normalize_path(e) for e in exclude if e]
-    for src in mix.sources:
-        if src.dataset is not None:
-            try:
-                ids = io.hf_shards(src.dataset.model_dump())
-            except Exception as e:  # noqa: BLE001 (missing dataset, no hub, bad config name)
-                raise InputError(f"source {src.name!r}: cannot open dataset {src.dataset.path!r}: {e}") from None
-            shards.extend(Shard(src.name, i, p, f"{src.name}/hf-{i:05d}.jsonl.gz") for i, p in enumerate(ids))
-            continue
-        paths = io.expand_globs(mix.data_root, src.documents)
-        if not paths:
-            raise InputError(f"source {src.name!r}: documents {src.documents} matched no files under {mix.data_root}")
-        if exclude:
-            own = [p for p in paths if _under_any(io.normalize_path(p), exclude)]
-            if own and skipped is not None:
-                skipped.extend(own)
-            paths = [p for p in paths if p not in set(own)]
-            if not paths:
-                raise InputError(f"source {src.name!r}: documents {src.documents} match only files of this run's own "
-                                 f"output ({len(own)} files under {mix.output}); narrow the glob or move the output")
-        for i, p in enumerate(paths):
-            rel = io.relpath(p, mix.data_root) if p.startswith(mix.data_root.rstrip("/") + "/") else os.path.basename(p)
-            if rel.endswith(".parquet"):
-                rel += ".jsonl.gz"  # outputs (attributes, kept documents) are Dolma JSONL
-            if rel in owner:
-                raise InputError(f"{p} is matched by both source {owner[rel]!r} and source {src.name!r}")
-            owner[rel] = src.name
-            shards.append(Shard(src.name, i, p, rel))
-    if identify:
-        shards = [replace(s, ident=input_identity(s.path)) for s in shards]
-    return shards
+from ..core.runtime import fingerprint, init_ray, make_progress, map_shards
+from ..core.tokens import ARRAY_SUFFIX, INDEX_SUFFIX
+from . import stages
+from .manifest import build_manifest
+from .mixfile import MixFile, config_diff
+from .shards import discover_shards
 
 
 def check_output(mix: MixFile, force: bool) -> None:
@@ -89,14 +49,12 @@ def check_output(mix: MixFile, force: bool) -> None:
         prev_mix = recorded.get("mix", {})
         if recorded.get("config_hash") != mix.config_hash():
             if not force:
-                from .mixfile import config_diff
-
                 changed = config_diff(_deciding(prev_mix), _deciding(mix.model_dump(mode="json")))
                 shown = "; ".join(changed[:8]) + (f"; and {len(changed) - 8} more" if len(changed) > 8 else "")
                 raise InputError(f"{out} holds a run of a different configuration (hash {recorded.get('config_hash')}, "
                                  f"this one {mix.config_hash()}): {shown or 'fields differ'}. Choose another --output "
                                  "or pass --force to start over")
-            fs = __import__("fsspec").get_fs_token_paths(out)[0]
+            fs = fsspec.get_fs_token_paths(out)[0]
             for sub in ("_state", "attributes", "kept", "dropped", "tokens", "rejects", "_work"):
                 if fs.exists(io.join(out, sub)):
                     io.rmtree(io.join(out, sub))
@@ -128,7 +86,7 @@ def work_dir(mix: MixFile, scratch: str | None = None) -> str:
 
 def sweep_temporaries(output: str) -> int:
     n = 0
-    fs = __import__("fsspec").get_fs_token_paths(output)[0]
+    fs = fsspec.get_fs_token_paths(output)[0]
     for p in fs.find(output):
         if ".tmp-" in os.path.basename(p) or p.endswith(".parquet.tmp"):
             fs.rm(p)
@@ -140,7 +98,8 @@ def sweep_stale_tokens(output: str, tokenize: dict[str, dict]) -> int:
     """Delete token files under `tokens/` that no shard of this run wrote (left by an earlier
     run whose inputs had more files, or files in another order): a trainer reading the folder
     by glob must find exactly this run's arrays."""
-    keep = {f["path"] + suffix for r in tokenize.values() for f in r.get("files", []) for suffix in (".npy", ".csv.gz")}
+    keep = {f["path"] + suffix for r in tokenize.values() for f in r.get("files", [])
+            for suffix in (ARRAY_SUFFIX, INDEX_SUFFIX)}
     n = 0
     for p in io.list_files(io.join(output, "tokens")):
         rel = io.relpath(p, output)
@@ -159,8 +118,6 @@ def trainer_data_section(mix: MixFile, manifest: dict) -> str:
     location, so it is left out of byte-for-byte comparisons between output folders.
     Up-sampling is already in the arrays (a document with proportion 2.0 is written twice,
     shuffled apart), so no path needs repeating."""
-    import yaml
-
     files = manifest["outputs"]["tokens"]
     paths = [io.join(mix.output, f["path"]) for f in files]
     lines = [f"# data section for an OLMo config; written by dolma-prep for run {mix.name!r}",
@@ -177,11 +134,8 @@ def trainer_data_section(mix: MixFile, manifest: dict) -> str:
 def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None, progress: bool = True,
         force: bool = False, tagger_modules: list[str] = (), scratch: str | None = None) -> dict:
     """Run every step of `mix`. `tagger_modules` (Python files or modules registering extra
-    taggers) come from the command line only: a mix file is data and can never load code."""
-    from .manifest import build_manifest
-
-    from ..core.runtime import fingerprint
-
+    taggers) come from the command line only: a mix file is data and can never load code.
+    The steps are `stages.STEPS`, read when the run starts (one declaration adds a step)."""
     t0 = time.time()
     work = work_dir(mix, scratch)
     skipped: list[str] = []
@@ -198,13 +152,12 @@ def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None
     ctx = {"output": mix.output, "mix": mix.model_dump_json(), "work": work, "inputs_digest": inputs,
            "tagger_modules": [os.path.abspath(m) if m.endswith(".py") else m for m in tagger_modules]}
     if tagger_modules:
-        from dolma_prep.taggers import registry
-
         registry.load_modules(ctx["tagger_modules"])  # fail early, in the driver, on a bad module
     results: dict[str, dict] = {}
     upstream = ""  # what the global steps so far decided: a shard step's markers count only for the same
+    steps = list(stages.STEPS)
     with make_progress(progress) as prog:
-        for step in STEPS:
+        for step in steps:
             if not step.when(mix):
                 continue
             if step.run_shard is not None:
@@ -218,7 +171,7 @@ def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None
     if stale:
         print(f"note: removed {stale} token files of an earlier run that this run's inputs no longer produce",
               file=sys.stderr)
-    manifest = build_manifest(mix, shards, results)
+    manifest = build_manifest(mix, shards, results, steps)
     io.write_text_atomic(io.join(mix.output, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     io.write_text_atomic(io.join(mix.output, TRAINER_DATA_FILE), trainer_data_section(mix, manifest))
     manifest["_elapsed_s"] = time.time() - t0

@@ -22,10 +22,27 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
 from ..core import io
 from ..core.io import InputError
-from .stats import (attribute_folders, load_config, load_manifest, read_jsonl_objects, rejects_path, rule_label,
-                    scan_index, shards_of)
+from ..core.sampling import unit_hash
+from .filters import FilterSet
+from .mixfile import MixFile
+from .stages.tokenize import copies as n_copies
+from .stats import (
+    attribute_folders,
+    load_config,
+    load_manifest,
+    read_jsonl_objects,
+    rejects_path,
+    rule_label,
+    scan_index,
+    shards_of,
+)
 
 MAX_SPANS = 20  # spans per attribute kept in the JSON output
 
@@ -59,16 +76,12 @@ def _mix(config: dict | None):
     if not config:
         return None
     try:
-        from .mixfile import MixFile
-
         return MixFile.model_validate(config)
     except Exception:  # noqa: BLE001 (a config written by another version: explanations go without rules)
         return None
 
 
 def _sampling_text(u: float, rule: dict, index_n: int | None, mode: str | None) -> tuple[int, str]:
-    from .stages.tokenize import copies as n_copies
-
     k = n_copies(u, rule)
     whole, thr = int(rule["whole"]), float(rule["threshold"])
     cmp = "<" if u < thr else ">="
@@ -115,8 +128,6 @@ def _explain_drop(reason: str, attrs: dict, doc: dict | None, mix, source: str) 
     text = text or reason
     if mix is not None and doc is not None:
         try:
-            from .filters import FilterSet
-
             src = next(s for s in mix.sources if s.name == source)
             f = mix.source_filters(src)
             fs = FilterSet(f.include, f.exclude, where=f"sources[{source}].filters")
@@ -175,8 +186,6 @@ def explain(output: str, source: str, dropped: bool = False, n: int = 5, reason:
     want_dropped = dropped or reason is not None
     groups: dict[str, list] = {}
     found = 0
-    from .stages.tokenize import unit_hash
-
     shards = shards_of(manifest, source)
     for sh_i, sh in enumerate(shards):
         rel = sh["rel"]
@@ -265,11 +274,6 @@ def explain(output: str, source: str, dropped: bool = False, n: int = 5, reason:
 
 
 def render(result: dict, console=None) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.panel import Panel
-    from rich.table import Table
-
     console = console or Console(width=None if Console().is_terminal else 140)
     what = ("not in the token arrays (removed by a rule, by sampling, or rejected as bad input)"
             if result["dropped"] else "in the token arrays")

@@ -18,17 +18,24 @@ in JSON and with a `~` in the table.
 """
 from __future__ import annotations
 
-import csv
 import io as _io
 import json
 import zlib
 from collections import Counter, defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
+import fsspec
 import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from ..core import io
 from ..core.io import InputError
+from ..core.runtime import outputs_intact
+from ..core.sampling import unit_hash
+from ..core.tokens import read_index
+from .stages.tokenize import copies as n_copies
 
 # the stages of the funnel, in order, as rows of the per-source table
 STAGES = ("read", "tagged", "deduplicated", "filtered", "sampled", "tokenized")
@@ -61,7 +68,7 @@ def scan_index(path: str, copies: Counter | None = None) -> tuple[int, int, list
     `copies` when given."""
     errors, docs, expect = [], 0, 0
     with io.open_binary(path) as f:
-        for line_no, row in enumerate(csv.reader(_io.TextIOWrapper(f, encoding="utf-8")), start=1):
+        for line_no, row in enumerate(read_index(f), start=1):
             try:
                 start, end = int(row[0]), int(row[1])
             except (ValueError, IndexError):
@@ -88,8 +95,6 @@ def shards_of(manifest: dict, source: str | None = None) -> list[dict]:
 
 def attribute_folders(output: str) -> list[str]:
     """Names of the attribute folders under OUTPUT/attributes/, sorted."""
-    import fsspec
-
     root = io.join(output, "attributes")
     fs = fsspec.get_fs_token_paths(root)[0]
     if not fs.exists(root):
@@ -265,9 +270,6 @@ def verify_source(output: str, manifest: dict, name: str, info: dict, folders: l
     """Recount one source from its attribute, dropped, rejects and kept files; replay sampling.
 
     Returns (measured counts, errors)."""
-    from .stages.tokenize import copies as n_copies
-    from .stages.tokenize import unit_hash
-
     errors: list[str] = []
     st = info.get("stages", {})
     seed = manifest.get("seed")
@@ -400,8 +402,6 @@ def recorded_output_errors(output: str) -> list[str]:
     """Every file a done marker says its task wrote (`_outputs`: path and size), checked on
     disk: a missing or truncated kept/, dropped/, attributes/ or rejects/ file is named, and a
     rerun of the same command re-derives exactly those shards (`runtime.run_tasks`)."""
-    from ..core.runtime import outputs_intact
-
     errors = []
     for p in io.list_files(io.join(output, "_state"), ".json"):
         if "/timing/" in p or p.endswith("config.json"):
@@ -548,16 +548,11 @@ def _tok(v, estimated: bool) -> str:
 
 
 def _console():
-    from rich.console import Console
-
     return Console(width=None if Console().is_terminal else 160)
 
 
 def render(result: dict, funnels: bool = False, console=None) -> None:
     """The per-source table (planned vs achieved); with `funnels`, one stage table per source."""
-    from rich.markup import escape
-    from rich.table import Table
-
     console = console or _console()
     table = Table(title=escape(f"{result['name']}: tokens per source ({result['output']})"))
     cols = ("source", "read", "kept", "documents", "planned tokens", "tokens", "achieved/plan", "planned share",
@@ -629,9 +624,6 @@ def steps_rows(steps: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def render_steps(steps: list[dict], console) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
     if not steps:
         return
     header, rows = steps_rows(steps)
@@ -659,9 +651,6 @@ def _rule_text(rule: dict | None) -> str:
 
 def render_funnel(title: str, rows: list[dict], console, tokens_per_char: float | None = None,
                   dedup: dict | None = None) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
     t = Table(title=escape(title), title_justify="left")
     for col in ("stage", "docs in", "removed", "docs out", "chars out", "tokens out", "removed by / detail"):
         t.add_column(col, justify="left" if col in ("stage", "removed by / detail") else "right")

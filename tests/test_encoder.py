@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
-
 from conftest import SAMPLE, TOKENIZER
 from test_tokenize import _dolma_reference  # dolma 1.2.1 Tokenizer.encode, restated on the reference
+from tokenizers import Tokenizer
+
 from dolma_prep.pipeline import encoder as en
-from dolma_prep.pipeline.stages import tokenize as tk
 
 fastokens = pytest.importorskip("fastokens")  # pinned in pyproject: under `make test` a skip fails
 
@@ -43,7 +42,7 @@ def test_adversarial_set_gives_identical_ids(ref, fast_encoder):
     texts = _adversarial()
     assert len(texts) > 30 and max(map(len, texts.values())) >= 1_000_000
     names, values = list(texts), [t.strip() for t in texts.values()]
-    flat, lens, errors, routed = tk.encode_docs(fast_encoder, values, EOS, None)
+    flat, lens, errors, routed = en.encode_docs(fast_encoder, values, EOS, None)
     assert not errors and routed == 0
     starts = np.cumsum(lens) - lens
     for name, t, s, n in zip(names, values, starts, lens):
@@ -65,7 +64,7 @@ def test_sample_corpus_gives_identical_ids(ref, fast_encoder):
     meta = json.loads((SAMPLE.parent / "SAMPLE.json").read_text())
     assert lines == sum(v["documents"] for v in meta["sources"].values())
     assert sources == set(meta["sources"]) and len(texts) > 0.9 * lines
-    flat, lens, errors, routed = tk.encode_docs(fast_encoder, texts, EOS, None)
+    flat, lens, errors, routed = en.encode_docs(fast_encoder, texts, EOS, None)
     want = [e.ids for e in ref.encode_batch_fast(texts, add_special_tokens=False)]
     assert not errors and routed == 0 and len(lens) == len(texts)
     got = np.split(flat, np.cumsum(lens)[:-1])
@@ -78,7 +77,7 @@ def test_special_token_rules_on_flat_ids(ref, fast_encoder, eos, bos):
     texts = ["hello", "<|endoftext|>", "x <|endoftext|>", "<|endoftext|> y", "|||IP_ADDRESS||| z", "<|padding|>",
              "a\u0000b", "w" * 5000, "e\u0301"] * 3
     for tok in (fast_encoder, ref):  # the fast engine and the reference go through one rule
-        flat, lens, errors, _ = tk.encode_docs(tok, texts, eos, bos)
+        flat, lens, errors, _ = en.encode_docs(tok, texts, eos, bos)
         starts = np.cumsum(lens) - lens
         assert not errors and lens.sum() == len(flat)
         for t, s, n in zip(texts, starts, lens):
@@ -87,8 +86,8 @@ def test_special_token_rules_on_flat_ids(ref, fast_encoder, eos, bos):
 
 def test_a_text_fastokens_refuses_goes_to_tokenizers_alone(ref, fast_encoder):
     texts = ["fine text", "a\udc00b", "more <|endoftext|> text"]
-    flat, lens, errors, routed = tk.encode_docs(fast_encoder, texts, EOS, None)
-    rflat, rlens, rerrors, _ = tk.encode_docs(ref, texts, EOS, None)
+    flat, lens, errors, routed = en.encode_docs(fast_encoder, texts, EOS, None)
+    rflat, rlens, rerrors, _ = en.encode_docs(ref, texts, EOS, None)
     assert routed == 1 and lens.tolist() == rlens.tolist() and lens[1] == 0
     assert flat.tolist() == rflat.tolist()
     assert errors == rerrors and errors[1].startswith("the tokenizer refused the text (")
@@ -112,10 +111,10 @@ def test_documents_of_a_routed_class_are_encoded_by_tokenizers(ref, fast_encoder
             return ref.encode(t, add_special_tokens=add_special_tokens)
 
     enc.reference = Spy()
-    flat, lens, errors, routed = tk.encode_docs(enc, texts, EOS, None)
+    flat, lens, errors, routed = en.encode_docs(enc, texts, EOS, None)
     assert routed == 2 and calls == [[texts[1]], [texts[3]]]  # only the routed documents reach tokenizers
     assert np.split(flat, np.cumsum(lens)[:-1])[1].tolist() == _dolma_reference(ref, texts[1], EOS, None)
-    assert flat.tolist() == tk.encode_docs(ref, texts, EOS, None)[0].tolist()
+    assert flat.tolist() == en.encode_docs(ref, texts, EOS, None)[0].tolist()
 
 
 def test_worker_falls_back_with_a_warning_when_fastokens_is_missing(monkeypatch, capsys):

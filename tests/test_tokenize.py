@@ -7,16 +7,19 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import SAMPLE, TOKENIZER, run_cli, write_docs
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-from conftest import SAMPLE, TOKENIZER, run_cli, write_docs
 from dolma_prep.core import io as pio
 from dolma_prep.core.io import InputError
-from dolma_prep.pipeline.mixfile import TokenizerConfig
 from dolma_prep.core.runtime import Shard
+from dolma_prep.core.sampling import unit_hash
+from dolma_prep.core.tokens import choose_dtype
+from dolma_prep.pipeline.encoder import encode_block, encode_flat
+from dolma_prep.pipeline.mixfile import TokenizerConfig
 from dolma_prep.pipeline.stages import tokenize as tk
 from dolma_prep.pipeline.stages.common import Rejects
-from dolma_prep.pipeline.stages.tokenize import choose_dtype, decode
+from dolma_prep.pipeline.stages.tokenize import decode
 
 
 def _index(path):
@@ -184,12 +187,12 @@ def test_encode_flat_follows_dolma_special_token_rules(eos, bos):
     tok = Tokenizer.from_file(str(TOKENIZER))
     texts = ["hello", "<|endoftext|>", "x <|endoftext|>", "<|endoftext|> y", "|||IP_ADDRESS||| z", "<|padding|>",
              "a\u0000b", "w" * 5000, "e\u0301"] * 3
-    flat, lens, errors = tk.encode_flat(tok, texts, eos, bos)
+    flat, lens, errors = encode_flat(tok, texts, eos, bos)
     assert not errors and len(lens) == len(texts) and lens.sum() == len(flat)
     starts = np.cumsum(lens) - lens
     for t, s, n in zip(texts, starts, lens):
         assert flat[s:s + n].tolist() == _dolma_reference(tok, t, eos, bos), t
-    blocks = tk.encode_block(tok, texts, eos, bos)
+    blocks = encode_block(tok, texts, eos, bos)
     assert [b.tolist() for b in blocks] == [_dolma_reference(tok, t, eos, bos) for t in texts]
 
 
@@ -242,7 +245,7 @@ def test_rolling_sampling_and_shuffle_in_blocks(tmp_path, monkeypatch):
     rule = {"whole": 1, "threshold": 0.5}
     out, stats, _ = _tokenize(tmp_path, src, rule, max_tokens_per_file=25)
     got = _docs(out)
-    want = {d["id"]: tk.copies(tk.unit_hash(3, "s", d["id"]), rule) for d in docs}
+    want = {d["id"]: tk.copies(unit_hash(3, "s", d["id"]), rule) for d in docs}
     assert {k: len(v) for k, v in got.items()} == {k: n for k, n in want.items() if n}
     for i, d in enumerate(docs):
         for ids, loc in got.get(d["id"], []):

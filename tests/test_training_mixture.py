@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from dolma_prep.training.config import load_config
-from dolma_prep.training.data import DataOrder, build_dataset, read_run_output, write_run_output
+from dolma_prep.training.data import DataOrder, read_run_output, write_run_output
+from dolma_prep.training.dataset import build_dataset
 from dolma_prep.training.mixture import MixtureDataset, draw_source, pool_documents, split_pool
 
 EOS = 50279

@@ -1,6 +1,7 @@
 """Training data: token arrays from a `dolma-prep run` output (or `dolma tokens`), read as OLMo does.
 
-The contract with the pipeline is the array format (docs/REFERENCE.md section 4) and the run manifest:
+The contract with the pipeline is the array format (docs/REFERENCE.md section 4; core/tokens.py, which
+both sides import) and the run manifest:
 
 - a token file is a RAW memmap (no .npy header) of uint16 or uint32 ids, documents concatenated;
 - `manifest.json` lists them under `outputs.tokens` as objects with `path` (relative to the output
@@ -23,16 +24,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from .config import DataConfig, TrainConfig
-
-DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+from ..core.tokens import ARRAY_SUFFIX, DTYPES, PART_GLOB, part_stem
+from .config import DataConfig
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def read_run_output(folder: str | Path, default_dtype: str = "uint16") -> list[T
         manifest = json.loads(manifest_path.read_text())
         entries = (manifest.get("outputs") or {}).get("tokens") if isinstance(manifest, dict) else None
     if entries is None:
-        paths = sorted(folder.glob("tokens/**/part-*.npy"))
+        paths = sorted(folder.glob(f"tokens/**/{PART_GLOB}"))
         if not paths:
             raise FileNotFoundError(
                 f"{folder}: no token arrays: no manifest.json with outputs.tokens, "
@@ -117,56 +117,6 @@ def token_files(config: DataConfig) -> list[TokenFile]:
     if not files:
         raise ValueError("data: no token files; set data.run_output (or --data) or data.paths")
     return files
-
-
-def build_dataset(config: TrainConfig):
-    """The run's dataset: the token files as MemMapDataset, or (with `data.mixture.shares`) a
-    MixtureDataset over the run output's sources; ids remapped when `data.id_map` is set."""
-    data, seq_len = config.data, config.model.max_sequence_length
-    mix = data.mixture
-    if mix.shares:
-        from .mixture import MixtureDataset
-
-        if not data.run_output or data.paths:
-            raise ValueError("data.mixture: needs data.run_output (a run's per-source arrays) and no data.paths")
-        if data.source_repeats:
-            raise ValueError("data.mixture: give repetition limits as data.mixture.max_repetition, not source_repeats")
-        total = mix.total_tokens
-        if total is None:
-            total = config.max_tokens if config.max_tokens is not None else (config.max_steps or 0) * config.tokens_per_step
-        if total <= 0:
-            raise ValueError("data.mixture: set data.mixture.total_tokens, max_tokens or max_steps")
-        reps = {s: mix.source_max_repetition.get(s, mix.max_repetition) for s in mix.shares}
-        eos = config.model.eos_token_id if mix.eos_token_id is None else mix.eos_token_id
-        dataset = MixtureDataset(
-            read_run_output(data.run_output, data.dtype), seq_len, mix.shares, total,
-            seed=config.seed if mix.seed is None else mix.seed, max_repetition=reps, eos_token_id=eos,
-            holdout=mix.holdout, holdout_seed=mix.holdout_seed, where=f"data.mixture over {data.run_output}",
-        )  # fmt: skip
-    else:
-        dataset = MemMapDataset(token_files(data), seq_len)
-    if data.id_map:
-        dataset = RemappedDataset(dataset, np.load(data.id_map), data.id_map)
-    return dataset
-
-
-class RemappedDataset:
-    """A dataset whose input ids go through a lookup table (a reduced-vocabulary model)."""
-
-    def __init__(self, dataset, id_map: np.ndarray, where: str = "id_map"):
-        self.dataset, self.id_map, self.where = dataset, np.asarray(id_map, dtype=np.int64), where
-        self.files = dataset.files
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        item = dict(self.dataset[index])
-        ids = item["input_ids"]
-        if len(ids) and int(ids.max()) >= len(self.id_map):
-            raise ValueError(f"{self.where}: maps {len(self.id_map)} ids, the data holds id {int(ids.max())}")
-        item["input_ids"] = self.id_map[ids]
-        return item
 
 
 class MemMapDataset:
@@ -288,7 +238,7 @@ def write_run_output(folder: str | Path, arrays: dict[str, Sequence[np.ndarray]]
     entries = []
     for source, parts in arrays.items():
         for k, part in enumerate(parts):
-            rel = Path("tokens") / source / f"part-0-{k:05d}.npy"
+            rel = Path("tokens") / source / (part_stem(0, k) + ARRAY_SUFFIX)
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             np.asarray(part).astype(DTYPES[_check_dtype(dtype, "dtype")]).tofile(folder / rel)
             entries.append({"path": rel.as_posix(), "dtype": dtype, "tokens": int(len(part)), "source": source})

@@ -31,24 +31,17 @@ which is what makes a resumed run exact.
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import xxhash
 
-from .data import DTYPES, TokenFile
-
-
-def unit_hash(*parts: object) -> float:
-    """A seeded position in [0, 1) of whatever `parts` name (seed, source, document id, ...)."""
-    key = "\x1f".join(str(p) for p in parts)
-    return xxhash.xxh64_intdigest(key.encode("utf-8", "surrogatepass")) / 2.0**64
+from ..core.sampling import unit_hash
+from ..core.tokens import ARRAY_SUFFIX, DTYPES, index_path, read_index
+from .data import TokenFile
 
 
 @dataclass
@@ -65,18 +58,18 @@ class SourceDocuments:
     def tokens(self) -> int:
         return int(self.length.sum())
 
-    def subset(self, keep: np.ndarray) -> "SourceDocuments":
+    def subset(self, keep: np.ndarray) -> SourceDocuments:
         return SourceDocuments(self.name, self.file[keep], self.start[keep], self.length[keep],
                                [self.ids[i] for i in np.flatnonzero(keep)])
 
 
 def _index_rows(path: Path) -> list[tuple[int, int, str]] | None:
     """(start, end, id) rows of the `.csv.gz` index beside a token array, if there is one."""
-    index = path.with_name(path.name[: -len(".npy")] + ".csv.gz") if path.name.endswith(".npy") else None
+    index = path.with_name(index_path(path.name)) if path.name.endswith(ARRAY_SUFFIX) else None
     if index is None or not index.is_file():
         return None
     with gzip.open(index, "rb") as f:
-        return [(int(r[0]), int(r[1]), r[2]) for r in csv.reader(io.TextIOWrapper(f, encoding="utf-8"))]
+        return [(int(r[0]), int(r[1]), r[2]) for r in read_index(f)]
 
 
 def file_documents(file: TokenFile, eos_token_id: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -33,8 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from .data import DTYPES, TokenFile
+from ..core.tokens import DTYPES
+from .config import MixtureConfig, load_config
+from .data import TokenFile
 from .mixture import SourceDocuments
+from .train import Trainer
 
 COUNT_TOKENS_MAX = 50_000_000  # tokens read to count id frequencies (a deterministic prefix per source)
 
@@ -142,9 +145,6 @@ def train_proxy(spec: dict) -> dict:
     rare_logq.npy, token_bytes.npy, eval.npz), vocab (k + 1 rows, or 0 for the full vocabulary),
     save_folder, threads, device."""
     import torch
-
-    from .config import MixtureConfig, load_config
-    from .train import Trainer
 
     torch.set_num_threads(int(spec.get("threads", 1)))
     config = load_config(spec["config"], list(spec.get("overrides", [])))

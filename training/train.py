@@ -39,7 +39,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_config
-from .data import DataOrder, build_dataset
+from .data import DataOrder
+from .dataset import build_dataset
 from .float8 import convert_to_float8, float8_supported
 from .model import OLMo
 from .optim import Scheduler, apply_hyperparameters, build_optimizer, clip_grad_norm

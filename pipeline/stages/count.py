@@ -15,11 +15,12 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ...core import io
-from .. import plan as plan_mod
 from ...core.runtime import Shard
+from ...core.sampling import unit_hash
+from .. import plan as plan_mod
 from ..steps import Step
 from .common import kept_path, mix_of
-from .tokenize import encode_file, source_key, store_blocks, stored_paths, unit_hash
+from .tokenize import encode_file, source_key, store_blocks, stored_paths
 
 
 def count_path(ctx: dict, shard: Shard) -> str:

@@ -1,10 +1,11 @@
 """Tokenize stage: kept documents -> `tokens/<source>/part-<i>-<k:05d>.npy` + `.csv.gz`.
 
-Format (docs/REFERENCE.md section 4, as `dolma tokens` writes it): raw memmaps of token ids (no
-header), uint16 when the vocabulary fits, else uint32; each document's text is stripped,
-empty ones skipped (counted), EOS appended (BOS prepended if configured; neither doubled);
-a document is never split across files; files roll over at `max_tokens_per_file`. The
-`.csv.gz` index beside each array has one row per document, `start,end,id,src,loc`.
+Format (docs/REFERENCE.md section 4, as `dolma tokens` writes it; the trainer reads the same
+contract, core/tokens.py): raw memmaps of token ids (no header), uint16 when the vocabulary fits,
+else uint32; each document's text is stripped, empty ones skipped (counted), EOS appended (BOS
+prepended if configured; neither doubled); a document is never split across files; files roll
+over at `max_tokens_per_file`. The `.csv.gz` index beside each array has one row per document,
+`start,end,id,src,loc`.
 
 Token semantics are dolma 1.2.1's (`dolma.tokenizer.Tokenizer.encode(text.strip(),
 add_special_tokens=True)`, checked against the real toolkit by tests/test_tokenize_parity.py):
@@ -15,7 +16,8 @@ BOS/EOS in dolma and an empty index row; here it is set aside as a bad record wi
 so it is counted and reported and never written as a zero-length document.
 
 Sampling happens here: a document is written `whole + [u(id) < threshold]` times, u being a
-seeded hash of its id and the rule coming from `plan.py` (a proportion or a token target).
+seeded hash of its id (core/sampling.py, the trainer's too) and the rule coming from `plan.py`
+(a proportion or a token target).
 Document order within a shard is shuffled in bounded blocks with a seeded RNG, so outputs
 depend only on the input, config and seed, never on the number of workers.
 
@@ -27,20 +29,34 @@ of the block in one call each. Per token, Python does nothing but receive the id
 """
 from __future__ import annotations
 
-import csv
-import io as _io
+import json
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from itertools import repeat
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import xxhash
+
 from ...core import io
-from ..encoder import Encoder, add_special_tokens, load_encoder, load_reference
 from ...core.io import InputError, Record
 from ...core.runtime import Shard
+from ...core.sampling import unit_hash
+from ...core.tokens import (
+    ARRAY_SUFFIX,
+    DTYPES,
+    INDEX_SUFFIX,
+    choose_dtype,
+    format_index,
+    index_path,
+    part_stem,
+    read_index,
+)
+from ..encoder import Encoder, encode_docs, load_encoder, load_reference
+from ..mixfile import TokenizerConfig
+from ..plan import uses_targets
 from ..steps import Step
 from .common import Rejects, kept_path, mix_of
 
@@ -56,15 +72,6 @@ def load_tokenizer(path: str):
     return load_reference(path)
 
 
-def choose_dtype(vocab_size: int, requested: str = "auto") -> np.dtype:
-    fits16 = vocab_size <= 65536
-    if requested == "auto":
-        return np.dtype(np.uint16 if fits16 else np.uint32)
-    if requested == "uint16" and not fits16:
-        raise InputError(f"dtype uint16 cannot hold a vocabulary of {vocab_size} ids (max 65,536); use uint32 or auto")
-    return np.dtype(requested)
-
-
 def check_special_ids(dtype: np.dtype, eos: int | None, bos: int | None) -> None:
     """EOS/BOS ids must be representable in the arrays (a silent wrap-around would corrupt them)."""
     top = int(np.iinfo(dtype).max)
@@ -73,52 +80,13 @@ def check_special_ids(dtype: np.dtype, eos: int | None, bos: int | None) -> None
             raise InputError(f"{name} {value} does not fit dtype {dtype.name} (ids 0..{top:,})")
 
 
-def unit_hash(seed: int, source: str, doc_id) -> float:
-    """A document's seeded position in [0, 1): decides sampling, identical everywhere."""
-    return xxhash.xxh64_intdigest(f"{seed}\x1f{source}\x1f{doc_id}".encode("utf-8", "surrogatepass")) / 2.0**64
-
-
 def copies(u: float, rule: dict) -> int:
-    """How many times a document with hash u is written: whole + [u < threshold]."""
+    """How many times a document with hash u = unit_hash(seed, source, id) (core/sampling.py)
+    is written: whole + [u < threshold]."""
     return int(rule["whole"]) + (1 if u < rule["threshold"] else 0)
 
 
 ALL = {"whole": 1, "threshold": 0.0}  # the sampling rule that keeps every document once
-
-
-# ---------------------------------------------------------------------------------------------
-# encoding
-
-
-def _encoder(tok) -> Encoder:
-    """An Encoder, or a bare `tokenizers` Tokenizer (tests, callers with their own) as the reference."""
-    return tok if isinstance(tok, Encoder) else Encoder.of_reference(tok)
-
-
-def encode_docs(tok, texts: list[str], eos: int | None, bos: int | None) -> tuple[np.ndarray, np.ndarray, dict[int, str], int]:
-    """Encode stripped, non-empty texts into one flat uint32 array of ids, through the engine.
-
-    Returns (ids, lengths, errors, reference_documents): document j occupies
-    ids[offset_j : offset_j + lengths[j]] with BOS/EOS added as dolma does (not doubled); a
-    document that tokenizes to nothing has length 0 and no special tokens; `errors` maps the
-    index of a text the tokenizer refused to its message (length 0 as well);
-    `reference_documents` counts texts the fast engine handed to `tokenizers`."""
-    raw, lens, errors, n_ref = _encoder(tok).encode_raw(texts)
-    flat, lens = add_special_tokens(raw, lens, eos, bos)
-    return flat, lens, errors, n_ref
-
-
-def encode_flat(tok, texts: list[str], eos: int | None, bos: int | None) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    """`encode_docs` without the routing count (the engines bound their calls by characters)."""
-    flat, lens, errors, _ = encode_docs(tok, texts, eos, bos)
-    return flat, lens, errors
-
-
-def encode_block(tok, texts: list[str], eos: int | None, bos: int | None) -> list[np.ndarray]:
-    """Token ids per text, with BOS/EOS added once; texts must already be stripped. A text that
-    tokenizes to nothing (or that the tokenizer refuses) gives an empty array."""
-    ids, lens, _ = encode_flat(tok, texts, eos, bos)
-    return np.split(ids, np.cumsum(lens)[:-1]) if len(lens) else []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,9 +188,9 @@ class PartWriter:
 
     def _open_next(self) -> None:
         self.k += 1
-        self.stem = io.join(self.out_dir, f"part-{self.index}-{self.k:05d}")
-        self.npy = io.AtomicWriter(self.stem + ".npy")
-        self.csv = io.AtomicWriter(self.stem + ".csv.gz")
+        self.stem = io.join(self.out_dir, part_stem(self.index, self.k))
+        self.npy = io.AtomicWriter(self.stem + ARRAY_SUFFIX)
+        self.csv = io.AtomicWriter(self.stem + INDEX_SUFFIX)
         self.n_tokens = self.n_docs = 0
 
     def _close(self) -> None:
@@ -256,10 +224,8 @@ class PartWriter:
             ends = (self.n_tokens + cum[sel] - base).tolist()
             begins = [self.n_tokens] + ends[:-1]
             chosen = order[sel].tolist()
-            buf = _io.StringIO()
-            csv.writer(buf, lineterminator="\n").writerows(
-                zip(begins, ends, [doc_ids[i] for i in chosen], repeat(self.src), [locs[i] for i in chosen]))
-            self.csv.write(buf.getvalue().encode("utf-8"))
+            self.csv.write(format_index(
+                zip(begins, ends, [doc_ids[i] for i in chosen], repeat(self.src), [locs[i] for i in chosen])))
             self.n_tokens = ends[-1]
             self.n_docs += k
             pos += k
@@ -380,8 +346,6 @@ def store_blocks(blocks: Iterator[Encoded], ids_path: str, meta_path: str, heade
                  on_block: Callable[[Encoded], None] | None = None) -> None:
     """Write encoded blocks to work storage (ids first, then the block table: a table present
     means its ids are complete)."""
-    import json
-
     ids_w = io.AtomicWriter(ids_path)
     meta_w = io.AtomicWriter(meta_path)
     try:
@@ -413,8 +377,6 @@ def store_blocks(blocks: Iterator[Encoded], ids_path: str, meta_path: str, heade
 
 def stored_header(meta_path: str) -> dict | None:
     """The header of a stored block table, or None when there is none (or of another format)."""
-    import json
-
     if not io.exists(meta_path):
         return None
     with io.open_binary(meta_path) as f:
@@ -423,8 +385,6 @@ def stored_header(meta_path: str) -> dict | None:
 
 
 def stored_blocks(ids_path: str, meta_path: str) -> Iterator[Encoded]:
-    import json
-
     with io.open_binary(meta_path) as meta, io.open_binary(ids_path) as raw:
         head = json.loads(meta.readline())
         dtype = np.dtype(head["dtype"]).newbyteorder("<")
@@ -557,8 +517,6 @@ def usable_store(ctx: dict, shard: Shard) -> tuple[str, str] | None:
 def run_shard(shard: Shard, ctx: dict) -> dict:
     mix = mix_of(ctx)
     rejects = Rejects(ctx, "tokenize", shard)
-    from ..plan import uses_targets
-
     stored = usable_store(ctx, shard) if uses_targets(mix) else None
     stats = tokenize_file(kept_path(ctx, shard), io.join(ctx["output"], "tokens", shard.source), shard.index,
                           mix.tokenizer, mix.seed, shard.source, ctx["sampling"][shard.source],
@@ -576,8 +534,6 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
 
 def run_command_shard(shard: Shard, ctx: dict) -> dict:
     """`dolma-prep tokenize`: one input file -> `OUTPUT/part-<i>-<k>.npy|csv.gz` (src = input path)."""
-    from ..mixfile import TokenizerConfig
-
     tcfg = TokenizerConfig.model_validate(ctx["tokenizer"])
     rejects = Rejects(ctx, "tokenize", shard)
     stats = tokenize_file(shard.path, ctx["output"], shard.index, tcfg, ctx["seed"], "", ALL, shard.path, rejects)
@@ -590,16 +546,16 @@ def run_command_shard(shard: Shard, ctx: dict) -> dict:
 
 def decode(npy_path: str, doc: int, tokenizer_path: str) -> tuple[dict, str]:
     """Row `doc` (0-based) of the index beside `npy_path` and its text, decoded."""
-    index = npy_path[: -len(".npy")] + ".csv.gz"
+    index = index_path(npy_path)
     with io.open_binary(index) as f:
-        rows = list(csv.reader(_io.TextIOWrapper(f, encoding="utf-8")))
+        rows = list(read_index(f))
     if not 0 <= doc < len(rows):
         raise InputError(f"{index} holds {len(rows)} documents; --doc {doc} is out of range")
     end_all = int(rows[-1][1])
     size = io.file_size(npy_path)
     if end_all == 0 or size % end_all:
         raise InputError(f"{npy_path}: {size} bytes do not match the {end_all} tokens of its index")
-    dtype = {2: np.dtype(np.uint16), 4: np.dtype(np.uint32)}.get(size // end_all)
+    dtype = {np.dtype(t).itemsize: np.dtype(t) for t in DTYPES.values()}.get(size // end_all)
     if dtype is None:
         raise InputError(f"{npy_path}: {size // end_all} bytes per token; expected 2 (uint16) or 4 (uint32)")
     start, end, doc_id, src, loc = rows[doc]
