@@ -144,8 +144,19 @@ def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None
         print(f"warning: left out {len(skipped)} files under the output folder {mix.output} that the sources' globs "
               f"match (a run never reads its own outputs), e.g. {skipped[0]}", file=sys.stderr)
     # every write of the run, in the driver and in every task, stays under the output and the
-    # scratch folder, and never touches the inputs (an output inside the data root is allowed)
-    io.set_write_policy(io.write_policy([mix.output, work], protect=[mix.data_root or ""]))
+    # scratch folder, and never touches the inputs (an output inside the data root is allowed);
+    # the caller's own policy is back in force when the run returns or raises
+    previous = io.set_write_policy(io.write_policy([mix.output, work], protect=[mix.data_root or ""]))
+    try:
+        manifest = _run_steps(mix, shards, workers, ray_address, progress, force, tagger_modules, work)
+    finally:
+        io.set_write_policy(previous)
+    manifest["_elapsed_s"] = time.time() - t0
+    return manifest
+
+
+def _run_steps(mix: MixFile, shards: list, workers: int | None, ray_address: str | None, progress: bool,
+               force: bool, tagger_modules, work: str) -> dict:
     check_output(mix, force)
     init_ray(workers, ray_address)
     inputs = fingerprint([(s.source, s.rel, s.ident) for s in shards])
@@ -174,5 +185,4 @@ def run(mix: MixFile, workers: int | None = None, ray_address: str | None = None
     manifest = build_manifest(mix, shards, results, steps)
     io.write_text_atomic(io.join(mix.output, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     io.write_text_atomic(io.join(mix.output, TRAINER_DATA_FILE), trainer_data_section(mix, manifest))
-    manifest["_elapsed_s"] = time.time() - t0
     return manifest
