@@ -21,7 +21,6 @@ depend on P or on the number of workers: components and their minima are unique.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -66,7 +65,7 @@ def read_partition(in_dir: str, p: int) -> tuple[np.ndarray, np.ndarray]:
     return key, nbr
 
 
-def _sorted_unique(key: np.ndarray, nbr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sorted_unique(key: np.ndarray, nbr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((nbr, key))
     key, nbr = key[order], nbr[order]
     if len(key) > 1:
@@ -75,7 +74,7 @@ def _sorted_unique(key: np.ndarray, nbr: np.ndarray) -> tuple[np.ndarray, np.nda
     return key, nbr
 
 
-def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def key_groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start index of each row's group and the group starts, for key-sorted rows."""
     starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if len(key) else np.empty(0, np.int64)
     counts = np.diff(np.append(starts, len(key)))
@@ -83,8 +82,8 @@ def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _large_star(p: int, in_dir: str, out_dir: str, partitions: int) -> dict:
-    key, nbr = _sorted_unique(*read_partition(in_dir, p))
-    first, _ = _groups(key)
+    key, nbr = sorted_unique(*read_partition(in_dir, p))
+    first, _ = key_groups(key)
     m = np.minimum(nbr[first], key) if len(key) else key  # min of neighbourhood and self
     up = nbr > key
     changes = int(np.count_nonzero(up & (m != key)))
@@ -95,8 +94,8 @@ def _large_star(p: int, in_dir: str, out_dir: str, partitions: int) -> dict:
 
 
 def _small_star(p: int, in_dir: str, out_dir: str, partitions: int) -> dict:
-    key, nbr = _sorted_unique(*read_partition(in_dir, p))  # all nbr < key
-    first, starts = _groups(key)
+    key, nbr = sorted_unique(*read_partition(in_dir, p))  # all nbr < key
+    first, starts = key_groups(key)
     m = nbr[first] if len(key) else key  # smallest neighbour (all neighbours are smaller)
     counts = np.diff(np.append(starts, len(key)))
     changes = int(np.count_nonzero(counts > 1))
@@ -110,7 +109,7 @@ def _small_star(p: int, in_dir: str, out_dir: str, partitions: int) -> dict:
 
 
 def _extract(p: int, in_dir: str, out_dir: str) -> dict:
-    key, nbr = _sorted_unique(*read_partition(in_dir, p))
+    key, nbr = sorted_unique(*read_partition(in_dir, p))
     down = nbr < key  # converged: each non-root node has exactly one smaller neighbour, its root
     node, root = key[down], nbr[down]
     if len(np.unique(node)) != len(node):

@@ -14,138 +14,19 @@ the paragraph, rounded to 5 decimals. A paragraph of fewer than n words inside a
 n-gram is marked too. Documents without contamination get []. Typical uses in a mixer:
 drop documents with any span, or delete spans with score >= 0.5.
 """
-
 from __future__ import annotations
 
-
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from dolma_prep.core import io
 from dolma_prep.core.runtime import run_tasks, summarise
 
-from . import checked
+from .eval_sets import MAX_TASK_BITS, PREFILTER_BITS, expand, stage_eval
+from .kinds import DedupKind, DedupOptions, IndexSpec, checked, register
+from .registry import index_params, index_parts, open_registry, registry_task
 from .signatures import shingle_hashes
-from .paragraphs import _paragraph_spans
-from .text import normalized_word_bytes
-
-PREFILTER_BITS = 27  # 16 MiB bitmap
-MAX_TASK_BITS = 63  # eval sets beyond the 63rd share the last bit in per-task statistics
-
-
-def _expand(specs: list[str]) -> list[str]:
-    out: list[str] = []
-    for spec in specs:
-        if spec.startswith("hf:"):
-            out.append(spec)
-            continue
-        matches = io.glob(spec)
-        if io.fs_of(spec).isdir(spec):
-            matches = [f for f in io.glob(io.join(spec, "*")) if f.endswith((".jsonl", ".gz", ".zst", ".parquet", ".json"))]
-        if not matches:
-            raise FileNotFoundError(f"decontaminate: evaluation set {spec!r} matches no file")
-        out.extend(matches)
-    return out
-
-
-def _item_text(obj: dict, text_field: str) -> str | None:
-    value = obj.get(text_field)
-    if isinstance(value, str):
-        return value
-    # no text field: join the item's strings (question, choices, answers ...)
-    parts: list[str] = []
-
-    def walk(v):
-        if isinstance(v, str):
-            parts.append(v)
-        elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
-    walk(obj)
-    return "\n".join(parts) if parts else None
-
-
-def _eval_texts(source: str, text_field: str):
-    """(task name, text) for each item of one evaluation source."""
-    if source.startswith("hf:"):
-        try:
-            import datasets
-        except ImportError as e:  # optional dependency
-            raise ImportError(f"decontaminate: {source!r} needs the `datasets` package") from e
-        spec = source[3:]
-        spec, _, split = spec.partition("@")
-        name, _, config = spec.partition(":")
-        ds = datasets.load_dataset(name, config or None, split=split or "validation")
-        task = name.split("/")[-1]
-        for row in ds:
-            text = _item_text(dict(row), text_field)
-            if text:
-                yield task, text
-        return
-    base = source.rstrip("/").rsplit("/", 1)[-1]
-    task = base.split(".")[0]
-    if source.endswith(".parquet"):
-        table = io.read_parquet(source)
-        if text_field in table.column_names:
-            for text in table.column(text_field).to_pylist():
-                if isinstance(text, str):
-                    yield task, text
-        else:
-            for row in table.to_pylist():
-                text = _item_text(row, text_field)
-                if text:
-                    yield task, text
-        return
-    for _, obj, _err in io.read_jsonl(source):
-        if not isinstance(obj, dict):  # blank or broken lines of an evaluation file carry no item
-            continue
-        text = _item_text(obj, text_field)
-        if text:
-            yield obj.get("task", task) if isinstance(obj.get("task"), str) else task, text
-
-
-def _stage_eval(sources: list[str], work: str, ngram: int, text_field: str) -> dict:
-    names: list[str] = []
-    hashes, masks = [], []
-    items = too_short = 0
-    for source in sources:
-        for task, text in _eval_texts(source, text_field):
-            if task not in names:
-                names.append(task)
-            bit = np.uint64(1) << np.uint64(min(names.index(task), MAX_TASK_BITS))
-            items += 1
-            words = normalized_word_bytes(text)
-            if len(words) < ngram:
-                too_short += 1
-                continue
-            h = shingle_hashes(words, ngram)
-            hashes.append(h)
-            masks.append(np.full(len(h), bit, dtype=np.uint64))
-    h = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
-    m = np.concatenate(masks) if masks else np.empty(0, np.uint64)
-    n = write_table(work, h, m, names)
-    return {"eval_items": items, "eval_items_too_short": too_short, "eval_ngrams": n, "tasks": names}
-
-
-def write_table(work: str, h: np.ndarray, m: np.ndarray, names: list[str]) -> int:
-    """The evaluation table from n-gram hashes `h` with task bit masks `m` (any order, repeats
-    allowed): sorted distinct hashes, their OR-ed masks, the task names and the prefilter."""
-    order = np.argsort(h, kind="stable")
-    h, m = h[order], m[order]
-    uniq, start = np.unique(h, return_index=True)
-    mask = np.bitwise_or.reduceat(m, start) if len(h) else m
-    io.save_npy(io.join(work, "eval-ngrams.npy"), uniq)
-    # direct-address prefilter on the top bits: most document n-grams stop here
-    bitmap = np.zeros(1 << (PREFILTER_BITS - 3), dtype=np.uint8)
-    top = (uniq >> np.uint64(64 - PREFILTER_BITS)).astype(np.int64)
-    np.bitwise_or.at(bitmap, top >> 3, np.left_shift(np.uint8(1), (top & 7).astype(np.uint8)))
-    io.save_npy(io.join(work, "eval-prefilter.npy"), bitmap)
-    io.save_npy(io.join(work, "eval-tasks.npy"), mask)
-    io.write_json(io.join(work, "eval-names.json"), names)
-    return int(len(uniq))
+from .text import normalized_word_bytes, paragraph_spans
 
 
 def _stage_docs(shard_index: int, doc_path: str, out_path: str, work: str, attribute: str, p: dict) -> dict:
@@ -186,7 +67,7 @@ def _contaminated_spans(text, n, table, prefilter, task_masks, per_task, sep):
     words: list[bytes] = []
     owner: list[int] = []
     paragraphs = []
-    for i, (start, end, p) in enumerate(_paragraph_spans(text, sep)):
+    for i, (start, end, p) in enumerate(paragraph_spans(text, sep)):
         w = normalized_word_bytes(p)
         words.extend(w)
         owner.extend([i] * len(w))
@@ -223,7 +104,47 @@ def _contaminated_spans(text, n, table, prefilter, task_masks, per_task, sep):
     return spans
 
 
-DEFAULTS = dict(eval_sets=None, ngram=13, text_field="text", separator="\n", min_score=None, eval_index=None)
+class DecontaminateOptions(DedupOptions):
+    """Decontamination against evaluation sets (`run_decontaminate`)."""
+
+    attribute: str = "decontamination_spans"
+    eval_sets: list[str] | None = Field(default=None, min_length=1,
+                                        description="files, globs, folders or hf:NAME[:CONFIG][@SPLIT]")
+    eval_index: str | None = Field(default=None, description="an evaluation registry INDEX[@VERSION]")
+    ngram: int = Field(default=13, ge=1)
+    text_field: str = "text"
+    separator: str = "\n"
+    min_score: float | None = Field(default=None, ge=0, le=1)
+    threshold: float | None = Field(default=None, ge=0, le=1, description="alias of min_score")
+    keep_work: bool = False
+
+    @field_validator("eval_sets", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DecontaminateOptions:
+        if (self.eval_sets is None) == (self.eval_index is None):
+            raise ValueError("give eval_sets (files, globs, hf: datasets) or eval_index (a registry built by "
+                             "`dolma-prep index build --kinds ngram`), not both or neither")
+        return self
+
+    def from_index(self) -> str | None:
+        return self.eval_index
+
+    def resolve_paths(self, resolve) -> None:
+        """Evaluation sets and the registry resolve against the mix file (hf: names are not paths)."""
+        if self.eval_sets is not None:
+            self.eval_sets = [e if e.startswith("hf:") else resolve(e) for e in self.eval_sets]
+        if self.eval_index is not None:
+            self.eval_index = resolve(self.eval_index)
+
+    def extra_attributes(self) -> tuple[str, ...]:
+        return ("eval_version",) if self.eval_index else ()  # the registry version that matched
+
+
+DEFAULTS = DecontaminateOptions.defaults("threshold", "keep_work")
 
 
 def run_decontaminate(
@@ -255,16 +176,14 @@ def run_decontaminate(
     work = io.join(work_dir, "decontaminate")
     io.rmtree(work)
     if p["eval_index"]:  # the registry's versions 1..V merged into one table
-        from .registry import open_registry, registry_task
-
         reg = open_registry(p["eval_index"], params)
         p["ngram"], p["registry_version"] = reg["ngram"], reg["version"]
         sources = reg["sources"]
         (ev,) = run_tasks("decontaminate:eval-index", registry_task, [(reg, work)])
     else:
         specs = [p["eval_sets"]] if isinstance(p["eval_sets"], str) else list(p["eval_sets"])
-        sources = _expand(specs)
-        (ev,) = run_tasks("decontaminate:eval", _stage_eval, [(sources, work, int(p["ngram"]), p["text_field"])])
+        sources = expand(specs)
+        (ev,) = run_tasks("decontaminate:eval", stage_eval, [(sources, work, int(p["ngram"]), p["text_field"])])
     res = run_tasks("decontaminate:documents", _stage_docs,
                     [(i, d, o, work, attribute, p) for i, (d, o) in enumerate(shards)], max_in_flight=workers)
     if not keep_work:
@@ -287,3 +206,21 @@ def run_decontaminate(
         "eval_registry_version": p.get("registry_version"),
         "stages": {"eval": summarise([ev]), "documents": summarise(res)},
     }
+
+
+def _use_registry(index: str, params: dict) -> dict:
+    """`dolma-prep dedup decontaminate --against REGISTRY[@V]`: checked before Ray starts."""
+    open_registry(index, params)
+    return {**params, "eval_index": index}
+
+
+def _cli_check(params: dict) -> str | None:
+    if "eval_sets" not in params and "eval_index" not in params:
+        return "needs --eval-sets FILE_OR_GLOB... or --against REGISTRY[@VERSION]"
+    return None
+
+
+register(DedupKind("decontaminate", DecontaminateOptions, run_decontaminate, level="document",
+                   index=IndexSpec("ngram", ("ngram", "text_field"), index_params, index_parts, _use_registry,
+                                   documents=False),
+                   cli_check=_cli_check))

@@ -13,42 +13,31 @@ the result does not depend on worker count or scheduling.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
-import xxhash
+from pydantic import Field
 
 from dolma_prep.core import io
 from dolma_prep.core.runtime import run_tasks, summarise
 
+from .exact_keys import key_hashes
+from .index_exact import index_runs, run_exact_against
+from .index_store import MATCHED_ATTRIBUTES, use_against
+from .kinds import DedupKind, DedupOptions, IndexSpec, register
 
 PARTITION_BYTES = 1 << 30  # of input files per reduce partition: ~1M documents, ~30 MB of rows in its task
 
 
-def _key_of(doc: dict, key: str) -> str | None:
-    cur: Any = doc
-    for part in key.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur if isinstance(cur, str) else (None if cur is None else str(cur))
+class ExactOptions(DedupOptions):
+    """Exact dedup (`run_exact`)."""
 
+    attribute: str = "exact_duplicates"
+    key: str = "text"  # "text" or a dotted field such as "metadata.url"
+    partitions: int | None = Field(default=None, ge=1)  # default: one per GiB of input files, 1..256
+    against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
 
-def key_hashes(doc_path: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """128-bit xxh3 of each document's key, as (n, 2) uint64, and the documents' 1-based lines
-    (documents without the key are left out). Shared with the index (`index_exact.py`)."""
-    hashes, lines = [], []
-    for line, doc in io.iter_documents(doc_path):
-        if doc is None:
-            continue
-        k = _key_of(doc, key)
-        if k is None:
-            continue
-        hashes.append(xxhash.xxh3_128_digest(k.encode("utf-8", "surrogatepass")))
-        lines.append(line)
-    h = np.frombuffer(b"".join(hashes), dtype=np.uint64).reshape(-1, 2) if hashes else np.zeros((0, 2), np.uint64)
-    return h, np.asarray(lines, dtype=np.int64)
+    def extra_attributes(self) -> tuple[str, ...]:
+        return MATCHED_ATTRIBUTES if self.against else ()
 
 
 def _map(shard_idx: int, doc_path: str, work_dir: str, key: str, partitions: int) -> dict:
@@ -101,8 +90,6 @@ def run_exact(shards: list[tuple[str, str]], attribute: str, work_dir: str, key:
     With `against` (an index built by `dolma-prep index build`), also those of indexed
     documents, recording the indexed document's id (index_exact.py)."""
     if against:
-        from .index_exact import run_exact_against
-
         return run_exact_against(shards, attribute, work_dir, key, against, workers=workers)
     # from the input's size, never from the worker count (the manifest records it): one partition
     # per PARTITION_BYTES of input files, so a small corpus is not cut into shards x shards files
@@ -116,3 +103,15 @@ def run_exact(shards: list[tuple[str, str]], attribute: str, work_dir: str, key:
     return {"documents": sum(s["documents"] for s in c), "duplicates": sum(r["duplicates"] for r in b),
             "per_shard": [{"documents": s["documents"], "duplicates": s["duplicates"]} for s in c],
             "partitions": partitions, "stages": {"map": summarise(a), "reduce": summarise(b), "write": summarise(c)}}
+
+
+INDEX_KEEPS = ("key",)  # what an index's hashes depend on
+
+
+def index_params(given: dict) -> dict:
+    return {"key": given.get("key", ExactOptions.model_fields["key"].default)}
+
+
+register(DedupKind("exact", ExactOptions, run_exact, level="document",
+                   index=IndexSpec("exact", INDEX_KEEPS, index_params, index_runs,
+                                   lambda index, params: use_against(index, "exact", params, INDEX_KEEPS))))

@@ -1,10 +1,13 @@
-"""A persistent, incremental dedup index beside a released corpus.
+"""A persistent, incremental dedup index beside a released corpus: the builder.
 
 `build(index, documents, kinds)` writes version 1; `add(index, documents)` writes the next
-version without touching the files of earlier ones; `info(index)` reads the manifest. A dedup
-run `--against INDEX` (exact: index_exact.py; minhash.py; paragraphs.py) marks new documents
-(paragraphs) that duplicate indexed ones (exact, minhash: with the indexed id and version) as
-well as each other, reading the index by key range.
+version without touching the files of earlier ones; `info(index)` reads the manifest. Each
+kind's table comes from its record (`kinds.IndexSpec`: its parameters, its public index build,
+which leaves sorted runs that this module compacts into key-range parts, or parts of its own).
+A dedup run `--against INDEX` (exact: index_exact.py; minhash.py; paragraphs.py) reads the
+index through index_store.py, never through this module, and marks new documents (paragraphs)
+that duplicate indexed ones (exact, minhash: with the indexed id and version) as well as each
+other, reading the index by key range.
 
 Layout (any fsspec storage)::
 
@@ -29,67 +32,20 @@ their ids), so the released corpus must stay where it was indexed.
 
 from __future__ import annotations
 
-import hashlib
-import io as _bytesio
 import json
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dolma_prep.core import io
 from dolma_prep.core.runtime import default_workers, run_tasks, summarise
 
 from . import components
+from .index_store import FORMAT, IndexInputError, manifest_path, read_manifest, sha256_of, write_table
+from .kinds import IndexParts, index_spec, index_specs
 
-FORMAT = "dolma-prep-index/2"
-# format 1 differs only in how paragraph n-gram keys were hashed (before the vectorised keys of
-# paragraphs.py): its indexes without paragraph keys are read as they are
-OLD_FORMATS = ("dolma-prep-index/1",)
-KINDS = ("exact", "minhash", "paragraphs", "ngram")
-DOC_KINDS = ("exact", "minhash", "paragraphs")  # kinds whose matches name an indexed document (ids kept)
-MANIFEST = "index.json"
 # rows per part file of a sorted table (16 B per row: ~64 MB)
 PART_ROWS = 4 << 20
-
-
-class IndexInputError(io.InputError):
-    """A user error about an index (missing, mismatched parameters, changed corpus)."""
-
-
-def manifest_path(index: str) -> str:
-    return io.join(index, MANIFEST)
-
-
-def read_manifest(index: str) -> dict:
-    path = manifest_path(index)
-    if not io.exists(path):
-        raise IndexInputError(f"{index}: no dedup index here ({MANIFEST} not found); create one with "
-                          "`dolma-prep index build --documents ... --output INDEX`")
-    m = io.read_json(path)
-    if m.get("format") in OLD_FORMATS and "paragraphs" in m.get("kinds", {}):
-        raise IndexInputError(f"{path}: format {m.get('format')!r} holds paragraph keys hashed the old way; "
-                              f"rebuild the index with this version (`dolma-prep index build`), format {FORMAT!r}")
-    if m.get("format") != FORMAT and m.get("format") not in OLD_FORMATS:
-        raise IndexInputError(f"{path}: format {m.get('format')!r}, expected {FORMAT!r}")
-    return m
-
-
-def write_table(path: str, table: pa.Table) -> dict:
-    """Write a sorted table (8192-row groups) and return its sha256 and size."""
-    buf = _bytesio.BytesIO()
-    pq.write_table(table, buf, compression="zstd", row_group_size=components.ROW_GROUP)
-    data = buf.getvalue()
-    io.write_bytes_atomic(path, data)
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-
-
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with io.open_random(path) as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------- build tasks
@@ -103,21 +59,6 @@ def _docs_task(g: int, doc_path: str, out: str) -> dict:
     entry = write_table(io.join(out, "docs", f"f{g:06d}.parquet"), pa.table({"id": pa.array(ids, pa.string())}))
     return {"g": g, "lines": len(ids), "documents": sum(i is not None for i in ids),
             "file": f"docs/f{g:06d}.parquet", **entry}
-
-
-def _paragraph_keys_task(g: int, doc_path: str, work: str, params: dict) -> dict:
-    """The distinct paragraph n-gram keys of one file (as the paragraph deduper makes them), as a
-    sorted run."""
-    from . import paragraphs
-
-    p = {**paragraphs.DEFAULTS, **params, "bloom_partitions": 1}
-    tmp = io.join(work, "tmp", str(g))
-    paragraphs._stage_keys(0, doc_path, tmp, p)
-    keys = np.unique(io.load_npy(io.join(tmp, "keys-0-0.npy")))
-    io.rmtree(tmp)
-    io.write_parquet(io.join(work, "runs", f"run-{g}.parquet"), pa.table({"key": pa.array(keys, pa.uint64())}),
-                     compression="none", row_group_size=components.ROW_GROUP)
-    return {"keys": int(len(keys))}
 
 
 def _compact_task(i: int, lo: int, hi: int | None, runs_glob: str, key: str, columns: list[str], first_only: bool,
@@ -149,77 +90,41 @@ def _ranges(total_rows: int, workers: int) -> list[tuple[int, int, int | None]]:
 
 
 def _build_kind(kind: str, files: list[tuple[int, str]], params: dict, version_dir: str, work: str,
-                workers: int) -> tuple[list[dict], dict]:
-    """Write one kind's sorted table for `files` [(g, path)]; return its parts and statistics."""
-    if kind == "ngram":
-        from .registry import ngram_task as _ngram_task
-
-        (r,) = run_tasks("index:ngram", _ngram_task, [([path for _, path in files], version_dir, params)])
-        return r["parts"], {"ngram": summarise([r])}
-    if kind == "paragraphs":
-        res = run_tasks("index:paragraph-keys", _paragraph_keys_task, [(g, path, work, params) for g, path in files],
-                        max_in_flight=workers)
-        rows = sum(r["keys"] for r in res)
-        runs, key, columns, first_only = io.join(work, "runs", "run-*.parquet"), "key", ["key"], True
-    elif kind == "minhash":
-        from . import minhash
-
-        p = minhash.plan(minhash.check_params(dict(params)), workers)
-        res = run_tasks("index:minhash-signatures", minhash._stage_signatures,
-                        [(g, path, work, p) for g, path in files], max_in_flight=workers)
-        rows = sum(r["signed"] for r in res) * p["bands"]
-        runs, key, columns, first_only = io.join(work, "rows", "run-*.parquet"), "key", ["key", "ref"], False
-    elif kind == "exact":
-        from . import index_exact
-
-        res = run_tasks("index:exact-hashes", index_exact.hash_task,
-                        [(g, path, io.join(work, "exact"), params["key"]) for g, path in files],
-                        max_in_flight=workers)
-        rows = sum(r["keys"] for r in res)
-        runs, key, columns, first_only = io.join(work, "exact", "run-*.parquet"), "h0", ["h0", "h1", "ref"], True
-    ranges = _ranges(rows, workers)
-    out = run_tasks(f"index:{kind}-compact", _compact_task,
-                    [(i, lo, hi, runs, key, columns, first_only, io.join(version_dir, kind, f"part-{i:05d}.parquet"))
-                     for i, lo, hi in ranges], max_in_flight=workers)
+                workers: int) -> tuple[list[dict], dict, dict]:
+    """Write one kind's table for `files` [(g, path)]: the kind's own index build (its record's
+    IndexSpec), then, for sorted runs, the compaction into key-range parts. Returns the parts,
+    the statistics and what the version records beside them."""
+    built = index_spec(kind).build(files, params, version_dir, work, workers)
+    if isinstance(built, IndexParts):
+        return built.parts, built.stages, built.version
+    ranges = _ranges(built.rows, workers)
+    calls = [(i, lo, hi, built.glob, built.key, built.columns, built.first_only,
+              io.join(version_dir, kind, f"part-{i:05d}.parquet")) for i, lo, hi in ranges]
+    out = run_tasks(f"index:{kind}-compact", _compact_task, calls, max_in_flight=workers)
     parts = [{"file": f"{kind}/part-{i:05d}.parquet", **{k: r[k] for k in ("rows", "lo", "hi", "sha256", "bytes")}}
              for (i, _, _), r in zip(ranges, out) if r["rows"]]
-    return parts, {"hash": summarise(res), "compact": summarise(out)}
+    return parts, {"hash": summarise(built.tasks), "compact": summarise(out)}, {}
 
 
 def default_params(kind: str, params: dict | None) -> dict:
+    """The parameters an index of `kind` records, from those given (the kind's defaults for the
+    rest); unknown kinds and parameters are refused."""
+    spec = index_spec(kind)
+    if spec is None:
+        raise IndexInputError(f"index: unknown kind {kind!r}; known: {', '.join(s.name for s in index_specs())}")
     params = dict(params or {})
-    if kind == "minhash":
-        from . import minhash
-
-        unknown = set(params) - set(minhash.SIGNATURE_PARAMS)
-        if unknown:
-            raise IndexInputError(f"index minhash: unknown parameters {sorted(unknown)}; an index keeps "
-                                  f"{', '.join(minhash.SIGNATURE_PARAMS)}")
-        p = minhash.check_params({k: params.get(k, minhash.DEFAULTS[k]) for k in minhash.SIGNATURE_PARAMS})
-        return {k: p[k] for k in minhash.SIGNATURE_PARAMS}
-    if kind == "ngram":
-        unknown = set(params) - {"ngram", "text_field"}
-        if unknown:
-            raise IndexInputError(f"index ngram: unknown parameters {sorted(unknown)}; a registry keeps ngram, "
-                                  "text_field")
-        return {"ngram": int(params.get("ngram", 13)), "text_field": params.get("text_field", "text")}
-    if kind == "paragraphs":
-        from . import paragraphs
-
-        unknown = set(params) - set(paragraphs.KEY_PARAMS)
-        if unknown:
-            raise IndexInputError(f"index paragraphs: unknown parameters {sorted(unknown)}; an index keeps "
-                                  f"{', '.join(paragraphs.KEY_PARAMS)}")
-        return {k: params.get(k, paragraphs.DEFAULTS[k]) for k in paragraphs.KEY_PARAMS}
-    if kind == "exact":
-        unknown = set(params) - {"key"}
-        if unknown:
-            raise IndexInputError(f"index exact: unknown parameters {sorted(unknown)}; an index keeps key")
-        return {"key": params.get("key", "text")}
-    raise IndexInputError(f"index: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    unknown = set(params) - set(spec.keeps)
+    if unknown:
+        raise IndexInputError(f"index {kind}: unknown parameters {sorted(unknown)}; "
+                              f"{'an index' if spec.documents else 'a registry'} keeps {', '.join(spec.keeps)}")
+    return spec.params(params)
 
 
 def _write_version(index: str, manifest: dict, documents: list[str], workers: int | None) -> dict:
+    unknown = [k for k in manifest["kinds"] if index_spec(k) is None]
+    if unknown:  # e.g. a user's kind whose module is not loaded (DOLMA_PREP_DEDUP_MODULES)
+        raise IndexInputError(f"{index}: holds {', '.join(unknown)} tables, no registered dedup kind builds them; "
+                              f"known: {', '.join(s.name for s in index_specs())}")
     workers = workers or default_workers()
     number = len(manifest["versions"]) + 1
     name = f"v{number:04d}"
@@ -230,12 +135,13 @@ def _write_version(index: str, manifest: dict, documents: list[str], workers: in
     files = [(first_g + i, path) for i, path in enumerate(documents)]
     work = io.join(index, "_work", name)
     io.rmtree(work)
-    with_ids = any(k in DOC_KINDS for k in manifest["kinds"])
+    with_ids = any(index_spec(k).documents for k in manifest["kinds"])  # matches name indexed documents
     docs = run_tasks("index:docs", _docs_task, [(g, path, version_dir) for g, path in files],
                      max_in_flight=workers) if with_ids else [{"lines": None, "documents": 0, "bytes": 0} for _ in files]
-    tables, stages = {}, {"docs": summarise(docs if with_ids else [])}
+    tables, stages, recorded = {}, {"docs": summarise(docs if with_ids else [])}, {}
     for kind, params in manifest["kinds"].items():
-        tables[kind], stages[kind] = _build_kind(kind, files, params, version_dir, io.join(work, kind), workers)
+        tables[kind], stages[kind], extra = _build_kind(kind, files, params, version_dir, io.join(work, kind), workers)
+        recorded.update(extra)
     io.rmtree(io.join(index, "_work"))
     version = {
         "version": number,
@@ -245,9 +151,8 @@ def _write_version(index: str, manifest: dict, documents: list[str], workers: in
                   for (g, path), d in zip(files, docs)],
         "tables": tables,
         "documents": sum(d["documents"] for d in docs),
+        **recorded,  # e.g. what an evaluation registry's version holds (`eval`)
     }
-    if "ngram" in tables:  # what the evaluation registry's version holds
-        version["eval"] = next(t["eval"] for t in tables["ngram"] if "eval" in t)
     manifest["versions"].append(version)
     io.write_text_atomic(manifest_path(index), json.dumps(manifest, indent=1, sort_keys=True))
     return {"version": number, "documents": version["documents"], "files": len(files),
@@ -299,72 +204,6 @@ def info(index: str, verify: bool = False) -> dict:
            "documents": sum(v["documents"] for v in versions), "bytes": sum(v["bytes"] for v in versions)}
     if verify:
         out["checksum_errors"] = bad
-    return out
-
-
-# ---------------------------------------------------------------------------------- dedup against
-
-
-def open_against(index: str, kind: str, explicit: dict, signature_params: tuple) -> dict:
-    """What a dedup run of `kind` needs of INDEX (small: paths, ranges, parameters). Parameters
-    given explicitly that differ from the index's are refused."""
-    m = read_manifest(index)
-    if kind not in m["kinds"]:
-        raise IndexInputError(f"{index}: the index has no {kind} tables (it holds {', '.join(m['kinds'])}); "
-                          f"add them with a new `index build --kinds {kind}`")
-    own = m["kinds"][kind]
-    differ = [f"{k}={explicit[k]!r} (index: {own[k]!r})" for k in signature_params
-              if explicit.get(k) is not None and explicit[k] != own[k]]
-    if differ:
-        raise IndexInputError(f"dedup {kind} --against {index}: parameters differ from the index's: {', '.join(differ)}. "
-                          f"The index was built with {', '.join(f'{k}={v!r}' for k, v in own.items())}; drop these "
-                          "parameters (the index's are used) or build an index with them")
-    tables, documents, ids = [], [], []
-    for v in m["versions"]:
-        for t in v["tables"][kind]:
-            tables.append((io.join(index, v["dir"], t["file"]), t["lo"], t["hi"]))
-        for f in v["files"]:
-            documents.append(f["path"])
-            ids.append((io.join(index, v["dir"], f["ids"]["file"]), v["version"]))
-    return {"root": index, "params": dict(own), "base_shard": len(documents), "tables": tables,
-            "rows": sum(t["rows"] for v in m["versions"] for t in v["tables"][kind]), "documents": documents,
-            "ids": ids, "versions": [v["version"] for v in m["versions"]]}
-
-
-def check_against(index: str, kind: str, explicit: dict) -> None:
-    """Refuse a missing index or parameters that differ from the index's (no Ray needed)."""
-    if kind == "minhash":
-        from .minhash import SIGNATURE_PARAMS as names
-    elif kind == "paragraphs":
-        from .paragraphs import KEY_PARAMS as names
-    else:
-        names = ("key",)
-    open_against(index, kind, explicit, names)
-
-
-def _read_ids(path: str, lines: list[int]) -> dict[int, str | None]:
-    """The ids at `lines` (0-based rows) of a docs file, reading only their row groups."""
-    pf = io.parquet_file(path)
-    groups = sorted({ln // components.ROW_GROUP for ln in lines})
-    out = {}
-    for g in groups:
-        col = pf.read_row_group(g, columns=["id"]).column("id").to_pylist()
-        for ln in lines:
-            if ln // components.ROW_GROUP == g:
-                out[ln] = col[ln - g * components.ROW_GROUP]
-    return out
-
-
-def lookup_ids(index: dict, refs: list[int]) -> dict[int, tuple[str, int]]:
-    """{ref: (id as JSON, version)} for indexed document references."""
-    by_file: dict[int, list[int]] = {}
-    for r in refs:
-        by_file.setdefault(r >> 32, []).append(r & 0xFFFFFFFF)
-    out = {}
-    for g, lines in by_file.items():
-        path, version = index["ids"][g]
-        for ln, id_js in _read_ids(path, lines).items():
-            out[g << 32 | ln] = (id_js, version)
     return out
 
 

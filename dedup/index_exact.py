@@ -1,6 +1,6 @@
 """Exact dedup with an index: the hashes of indexed documents, and dedup of new ones against them.
 
-Keys are hashed as exact.py hashes them (128-bit xxh3 of the text or of a field). Rows
+Keys are hashed as exact.py hashes them (exact_keys.py: 128-bit xxh3 of the text or of a field). Rows
 (h0, h1, ref) are written as runs sorted by h0 and read by h0 range, so a task holds one
 range of the index and of the new documents, whatever the size of the index.
 
@@ -18,7 +18,6 @@ ones marks among the new ones.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pyarrow as pa
 
@@ -26,7 +25,9 @@ from dolma_prep.core import io
 from dolma_prep.core.runtime import default_workers, run_tasks, summarise
 
 from . import components
-from .exact import key_hashes
+from .exact_keys import key_hashes
+from .index_store import lookup_ids, matched_attributes, open_against
+from .kinds import SortedRuns
 
 # rows a match task may hold (h0, h1, ref and the sort: ~100 B a row -> ~200 MB)
 ROWS_PER_TASK = 2 << 20
@@ -40,6 +41,15 @@ def hash_task(g: int, doc_path: str, out_dir: str, key: str) -> dict:
                       "ref": pa.array(ref[order], pa.uint64())})
     io.write_parquet(io.join(out_dir, f"run-{g}.parquet"), table, compression="none", row_group_size=components.ROW_GROUP)
     return {"keys": len(ref)}
+
+
+def index_runs(files: list[tuple[int, str]], params: dict, version_dir: str, work: str, workers: int) -> SortedRuns:
+    """`index build --kinds exact`: the sorted (h0, h1, ref) runs of `files` [(g, path)]; the
+    index keeps the first row of each hash."""
+    res = run_tasks("index:exact-hashes", hash_task,
+                    [(g, path, io.join(work, "exact"), params["key"]) for g, path in files], max_in_flight=workers)
+    return SortedRuns(io.join(work, "exact", "run-*.parquet"), "h0", ["h0", "h1", "ref"], True,
+                      sum(r["keys"] for r in res), res)
 
 
 def _match_task(i: int, lo: int, hi: int | None, work: str, tables: tuple, first_new: int) -> dict:
@@ -77,9 +87,6 @@ def _match_task(i: int, lo: int, hi: int | None, work: str, tables: tuple, first
 
 
 def _write_task(g: int, doc_path: str, attr_path: str, attribute: str, work: str, index: dict) -> dict:
-    from .index import lookup_ids
-    from .minhash import matched_attributes
-
     lo = g << 32
     node, root = components.read_members(io.join(work, "dups"), lo, lo + (1 << 32))
     dups = dict(zip((node - np.uint64(lo)).astype(np.int64).tolist(), root.tolist()))
@@ -101,8 +108,6 @@ def _write_task(g: int, doc_path: str, attr_path: str, attribute: str, work: str
 
 def run_exact_against(shards: list[tuple[str, str]], attribute: str, work_dir: str, key: str, against: str,
                       workers: int | None = None) -> dict:
-    from .index import open_against
-
     index = open_against(against, "exact", {"key": key}, ("key",))
     workers = workers or default_workers()
     base = index["base_shard"]

@@ -34,14 +34,18 @@ choice for 0.8 and 128 permutations, 9 x 13, gives only 0.40 at s=0.8 (its 50% p
 
 from __future__ import annotations
 
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field, model_validator
 
 from dolma_prep.core import io
 from dolma_prep.core.runtime import default_workers, run_tasks, summarise
 
-from . import checked, components, verify
+from . import components, verify
+from .index_store import MATCHED_ATTRIBUTES, lookup_ids, matched_attributes, open_against, use_against
+from .kinds import DedupKind, DedupOptions, IndexSpec, SortedRuns, checked, register
 from .signatures import band_keys, permutations, shingle_hashes, signatures
 from .text import normalized_word_bytes
 
@@ -149,13 +153,13 @@ def _stage_buckets(p_index: int, lo: int, hi: int | None, work: str, partitions:
     key = key[order]
     ref = ref[order]
     del order
-    first, starts = components._groups(key)
+    first, starts = components.key_groups(key)
     head = ref[first]
     member = (ref != head) & (ref >= np.uint64(first_new))  # an edge between indexed documents is not needed
     child, parent = ref[member], head[member]
     sizes = np.diff(np.append(starts, len(key)))
     del key, ref, first, head
-    child, parent = components._sorted_unique(child, parent)
+    child, parent = components.sorted_unique(child, parent)
     out = {
         "rows": int(n_rows),
         "rows_held": int(n_rows - index_hits + index_rows),  # new rows and every index row read
@@ -184,8 +188,6 @@ def _stage_write(shard_index: int, out_path: str, work: str, result_dir: str, at
     removed = set(line_of)
     matched = {}
     if index is not None:  # the kept document of a cluster holding an indexed one is indexed (smaller refs)
-        from .index import lookup_ids
-
         indexed = root < np.uint64(index["first_new"])
         found = lookup_ids(index, root[indexed].tolist())
         matched = {ln: found[int(r)] for ln, r, i in zip(line_of, root.tolist(), indexed.tolist()) if i}
@@ -195,12 +197,6 @@ def _stage_write(shard_index: int, out_path: str, work: str, result_dir: str, at
             extra = matched_attributes(int(lengths[line]), *matched[line]) if line in matched else None
             out.line(id_js, spans, extra)
     return {"removed": len(removed), "matched_indexed": len(matched)}
-
-
-def matched_attributes(length: int, matched_id_js: str, version: int) -> dict[str, str]:
-    """The extra attributes of a document that duplicates an indexed one:
-    `<attribute>__matched_id` [[0, len, ID]] and `<attribute>__matched_version` [[0, len, V]]."""
-    return {"matched_id": f"[[0,{length},{matched_id_js}]]", "matched_version": f"[[0,{length},{version}]]"}
 
 
 def _write_clusters(result_dir: str, path: str, shards: list[tuple[str, str]]) -> None:
@@ -230,20 +226,35 @@ def _write_clusters(result_dir: str, path: str, shards: list[tuple[str, str]]) -
     io.write_parquet(path, table)
 
 
-DEFAULTS = dict(
-    ngram=5,
-    num_perm=None,
-    bands=16,
-    rows=7,
-    threshold=0.8,
-    verify="exact",
-    seed=1,
-    hash_family="multiply_shift",
-    memory_budget_mb=1024,
-    partitions=None,
-    clusters_path=None,
-    against=None,
-)
+class MinHashOptions(DedupOptions):
+    """MinHash-LSH document dedup (`run_minhash`)."""
+
+    attribute: str = "minhash_duplicates"
+    ngram: int = Field(default=5, ge=1)
+    num_perm: int | None = Field(default=None, ge=1, description="default bands * rows")
+    bands: int = Field(default=16, ge=1)
+    rows: int = Field(default=7, ge=1)
+    threshold: float = Field(default=0.8, ge=0, le=1)
+    verify: Literal["exact", "none"] = "exact"
+    seed: int = 1
+    hash_family: Literal["multiply_shift", "mersenne"] = "multiply_shift"
+    memory_budget_mb: int = Field(default=1024, ge=64)
+    partitions: int | None = Field(default=None, ge=1)
+    clusters_path: str | None = None  # a path the user chooses on purpose (anywhere); not a name under the output
+    keep_work: bool = False
+    against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
+
+    @model_validator(mode="after")
+    def _enough_permutations(self) -> MinHashOptions:
+        if self.num_perm is not None and self.num_perm < self.bands * self.rows:
+            raise ValueError(f"num_perm={self.num_perm} < bands*rows={self.bands * self.rows}")
+        return self
+
+    def extra_attributes(self) -> tuple[str, ...]:
+        return MATCHED_ATTRIBUTES if self.against else ()
+
+
+DEFAULTS = MinHashOptions.defaults("keep_work")
 # what an index's signatures depend on: a dedup against it must use the same values
 SIGNATURE_PARAMS = ("ngram", "num_perm", "bands", "rows", "seed", "hash_family")
 
@@ -302,8 +313,6 @@ def run_minhash(
     """
     index = None
     if params.get("against"):
-        from .index import open_against
-
         index = open_against(params["against"], "minhash", params, SIGNATURE_PARAMS)
         params = {**params, **index["params"]}
     p = check_params(params)
@@ -387,3 +396,23 @@ def run_minhash(
         "peak_worker_rss_mb": max(s["peak_worker_rss_mb"] for s in stages.values()),
         "stages": stages,
     }
+
+
+def index_params(given: dict) -> dict:
+    """What an index's signatures depend on (SIGNATURE_PARAMS), the defaults for those not given."""
+    p = check_params({k: given.get(k, DEFAULTS[k]) for k in SIGNATURE_PARAMS})
+    return {k: p[k] for k in SIGNATURE_PARAMS}
+
+
+def index_runs(files: list[tuple[int, str]], params: dict, version_dir: str, work: str, workers: int) -> SortedRuns:
+    """`index build --kinds minhash`: the sorted (band key, ref) runs of `files` [(g, path)]."""
+    p = plan(check_params(dict(params)), workers)
+    res = run_tasks("index:minhash-signatures", _stage_signatures, [(g, path, work, p) for g, path in files],
+                    max_in_flight=workers)
+    return SortedRuns(io.join(work, "rows", "run-*.parquet"), "key", ["key", "ref"], False,
+                      sum(r["signed"] for r in res) * p["bands"], res)
+
+
+register(DedupKind("minhash", MinHashOptions, run_minhash, level="document",
+                   index=IndexSpec("minhash", SIGNATURE_PARAMS, index_params, index_runs,
+                                   lambda index, params: use_against(index, "minhash", params, SIGNATURE_PARAMS))))

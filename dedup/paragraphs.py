@@ -35,14 +35,16 @@ order, the result is that of one sequential pass, whatever the number of workers
 
 from __future__ import annotations
 
-
 import numpy as np
+import pyarrow as pa
+from pydantic import Field, field_validator
 
 from dolma_prep.core import io
 from dolma_prep.core.runtime import run_tasks, summarise
 
-from . import checked, components
-from . import text
+from . import components, text
+from .index_store import open_against, use_against
+from .kinds import DedupKind, DedupOptions, IndexSpec, SortedRuns, checked, register
 from .text import window_hashes
 
 _WHOLE_SEED = 0x5EED_0001
@@ -110,18 +112,6 @@ class _ShardKeys:
         self.par_end.append(np.asarray(end, dtype=np.int64))
 
 
-def _paragraph_spans(text: str, sep: str):
-    """(start, end, paragraph) as dolma computes them (character offsets, its end-of-text quirk)."""
-    text_length = len(text.encode("utf-8", "surrogatepass"))
-    offset = 0
-    for p in text.split(sep):
-        start = offset
-        offset += len(p)
-        if offset < text_length - 1:
-            offset += 1
-        yield start, offset, p
-
-
 def _separators(texts: list[str], sep: str, cp: np.ndarray, doc_start: np.ndarray) -> np.ndarray:
     """Offsets of the separators in `sep.join(texts)` (as `str.split` finds them in each text,
     and the ones joining the texts)."""
@@ -171,7 +161,7 @@ def _add_texts(acc: _ShardKeys, texts: list[str], lines: list[int], params: dict
             (len(t) if t.isascii() else len(t.encode("utf-8", "surrogatepass")) for t in texts),
             dtype=np.int64, count=len(texts),
         )
-    # dolma's offsets (`_paragraph_spans`): the k-th paragraph of a text starts after the
+    # dolma's offsets (`text.paragraph_spans`): the k-th paragraph of a text starts after the
     # lengths of the k before it plus one per separator counted, and a separator is counted
     # while the offset stays below the text's byte length minus one (a prefix of them)
     k = np.arange(len(ps)) - np.searchsorted(doc, np.arange(len(texts)))[doc]
@@ -370,20 +360,35 @@ def _stage_write(shard_index: int, out_path: str, work: str, attribute: str, par
     }
 
 
-DEFAULTS = dict(
-    ngram_length=13,
-    stride=1,
-    overlap_threshold=0.5,
-    skip_short_paragraphs=False,
-    paragraph_separator="\n",
-    min_length=0,
-    min_words=0,
-    skip_empty=True,
-    expected_count=None,
-    false_positive_rate=1e-6,
-    bloom_partitions=8,
-    against=None,
-)
+class ParagraphsOptions(DedupOptions):
+    """Paragraph n-gram dedup (`run_paragraphs`; defaults: Dolma 1.7's `dd_ngram` run)."""
+
+    attribute: str = "bff_duplicate_paragraph_spans"
+    ngram_length: int = Field(default=13, ge=1)
+    stride: int = Field(default=1, ge=1)
+    overlap_threshold: float = Field(default=0.5, ge=0, le=1)
+    threshold: float | None = Field(default=None, ge=0, le=1, description="alias of overlap_threshold")
+    skip_short_paragraphs: bool = False
+    paragraph_separator: str = "\n"
+    min_length: int = Field(default=0, ge=0)
+    min_words: int = Field(default=0, ge=0)
+    skip_empty: bool = True
+    # dolma's Bloom filter sizing, accepted for its configs; unused: membership here is exact
+    expected_count: int | None = Field(default=None, ge=1, description="accepted for dolma configs; unused")
+    false_positive_rate: float = Field(default=1e-6, gt=0, lt=1, description="accepted for dolma configs; unused")
+    bloom_partitions: int = Field(default=8, ge=1, description="a power of two: key-space pieces, one task each")
+    keep_work: bool = False
+    against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
+
+    @field_validator("bloom_partitions")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"must be a power of two (1, 2, 4, 8 ...), got {v}")
+        return v
+
+
+DEFAULTS = ParagraphsOptions.defaults("threshold", "keep_work")
 # what decides a document's keys: an index's values, which a dedup against it must use
 KEY_PARAMS = ("ngram_length", "stride", "skip_short_paragraphs", "paragraph_separator", "min_length", "min_words",
               "skip_empty")
@@ -413,8 +418,6 @@ def run_paragraphs(
     checked("paragraphs", params, DEFAULTS)
     index = None
     if params.get("against"):
-        from .index import open_against
-
         index = open_against(params["against"], "paragraphs", params, KEY_PARAMS)
         params = {**params, **index["params"]}
     p = {**DEFAULTS, **params}
@@ -459,3 +462,33 @@ def run_paragraphs(
         "membership": {"exact": True, "pieces": pieces, "rounds": rounds, "largest_piece_keys": largest},
         "stages": {"keys": summarise(a), "seen": summarise(b), "write": summarise(c)},
     }
+
+
+def _index_keys_task(g: int, doc_path: str, work: str, params: dict) -> dict:
+    """The distinct paragraph n-gram keys of one file (as the dedup makes them), as a sorted run."""
+    p = {**DEFAULTS, **params, "bloom_partitions": 1}
+    tmp = io.join(work, "tmp", str(g))
+    _stage_keys(0, doc_path, tmp, p)
+    keys = np.unique(io.load_npy(io.join(tmp, "keys-0-0.npy")))
+    io.rmtree(tmp)
+    io.write_parquet(io.join(work, "runs", f"run-{g}.parquet"), pa.table({"key": pa.array(keys, pa.uint64())}),
+                     compression="none", row_group_size=components.ROW_GROUP)
+    return {"keys": int(len(keys))}
+
+
+def index_params(given: dict) -> dict:
+    """What decides a document's keys (KEY_PARAMS), the defaults for those not given."""
+    return {k: given.get(k, DEFAULTS[k]) for k in KEY_PARAMS}
+
+
+def index_runs(files: list[tuple[int, str]], params: dict, version_dir: str, work: str, workers: int) -> SortedRuns:
+    """`index build --kinds paragraphs`: the sorted runs of each file's distinct keys."""
+    res = run_tasks("index:paragraph-keys", _index_keys_task, [(g, path, work, params) for g, path in files],
+                    max_in_flight=workers)
+    return SortedRuns(io.join(work, "runs", "run-*.parquet"), "key", ["key"], True, sum(r["keys"] for r in res), res)
+
+
+register(DedupKind("paragraphs", ParagraphsOptions, run_paragraphs, level="span",
+                   index=IndexSpec("paragraphs", KEY_PARAMS, index_params, index_runs,
+                                   lambda index, params: use_against(index, "paragraphs", params, KEY_PARAMS),
+                                   outdated={"dolma-prep-index/1": "paragraph keys hashed the old way"})))

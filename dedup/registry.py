@@ -11,18 +11,19 @@ import hashlib
 import numpy as np
 
 from dolma_prep.core import io
+from dolma_prep.core.runtime import run_tasks, summarise
 
-from .index import IndexInputError, read_manifest
+from .eval_sets import MAX_TASK_BITS, stage_eval, write_table
+from .index_store import IndexInputError, read_manifest
+from .kinds import IndexParts
 
 _NGRAM_FILES = ("eval-ngrams.npy", "eval-tasks.npy", "eval-names.json")
 
 
 def ngram_task(paths: list[str], version_dir: str, params: dict) -> dict:
     """One version of the evaluation registry: decontam's table of the evaluation items."""
-    from . import decontam
-
     out = io.join(version_dir, "ngram")
-    ev = decontam._stage_eval(paths, out, params["ngram"], params["text_field"])
+    ev = stage_eval(paths, out, params["ngram"], params["text_field"])
     io.remove(io.join(out, "eval-prefilter.npy"))  # rebuilt from the merged table when used
     parts = []
     for name in _NGRAM_FILES:
@@ -31,6 +32,18 @@ def ngram_task(paths: list[str], version_dir: str, params: dict) -> dict:
                       "lo": 0, "hi": 0, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
     parts[0]["eval"] = {k: ev[k] for k in ("eval_items", "eval_items_too_short", "eval_ngrams", "tasks")}
     return {"parts": parts}
+
+
+def index_params(given: dict) -> dict:
+    """What a registry records: the n-gram length and the items' text field."""
+    return {"ngram": int(given.get("ngram", 13)), "text_field": given.get("text_field", "text")}
+
+
+def index_parts(files: list[tuple[int, str]], params: dict, version_dir: str, work: str, workers: int) -> IndexParts:
+    """`index build --kinds ngram`: one version of the registry over the evaluation files."""
+    (r,) = run_tasks("index:ngram", ngram_task, [([path for _, path in files], version_dir, params)])
+    held = next(t["eval"] for t in r["parts"] if "eval" in t)  # the version records what it holds
+    return IndexParts(r["parts"], {"ngram": summarise([r])}, {"eval": held})
 
 
 def open_registry(spec: str, explicit: dict) -> dict:
@@ -62,8 +75,6 @@ def open_registry(spec: str, explicit: dict) -> dict:
 
 def registry_task(reg: dict, work: str) -> dict:
     """Merge versions 1..V into decontam's work table (task names united, bits remapped)."""
-    from . import decontam
-
     names: list[str] = []
     hs, ms = [], []
     for d in reg["dirs"]:
@@ -74,11 +85,11 @@ def registry_task(reg: dict, work: str) -> dict:
         for i, name in enumerate(own):
             if name not in names:
                 names.append(name)
-            bit = np.uint64(1) << np.uint64(min(names.index(name), decontam.MAX_TASK_BITS))
-            remapped[(mask >> np.uint64(min(i, decontam.MAX_TASK_BITS))) & np.uint64(1) == 1] |= bit
+            bit = np.uint64(1) << np.uint64(min(names.index(name), MAX_TASK_BITS))
+            remapped[(mask >> np.uint64(min(i, MAX_TASK_BITS))) & np.uint64(1) == 1] |= bit
         hs.append(h)
         ms.append(remapped)
-    n = decontam.write_table(work, np.concatenate(hs) if hs else np.empty(0, np.uint64),
-                             np.concatenate(ms) if ms else np.empty(0, np.uint64), names)
+    n = write_table(work, np.concatenate(hs) if hs else np.empty(0, np.uint64),
+                    np.concatenate(ms) if ms else np.empty(0, np.uint64), names)
     return {"eval_items": reg["eval_items"], "eval_items_too_short": reg["eval_items_too_short"], "eval_ngrams": n,
             "tasks": names}

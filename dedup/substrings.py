@@ -45,18 +45,32 @@ Fingerprints and rounds 3 and 5 live in `substrings_merge.py`.
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from dolma_prep.core import io
 from dolma_prep.core.runtime import run_tasks, summarise
 
-from . import checked
-
+from .kinds import DedupKind, DedupOptions, checked, register
 from .substrings_merge import stage_candidates, stage_verify, write_fingerprints
 
-DEFAULTS = dict(min_length=100, unit="bytes", part_size=1 << 26, tokenizer=None, buckets=None,
-                verify="fingerprints")
+
+class SubstringsOptions(DedupOptions):
+    """Exact-substring dedup with suffix arrays (`run_substrings`)."""
+
+    attribute: str = "duplicate_substring_spans"
+    min_length: int = Field(default=100, ge=1, description="K: substrings of >= K units repeated anywhere")
+    unit: Literal["bytes", "tokens"] = "bytes"
+    part_size: int = Field(default=1 << 26, ge=1, description="units per suffix-array part (~14 B per unit)")
+    tokenizer: str | None = None  # with unit=tokens; default the bundled OLMo tokenizer
+    buckets: int | None = Field(default=None, ge=1)
+    verify: Literal["fingerprints", "units"] = "fingerprints"
+    keep_work: bool = False
+
+
+DEFAULTS = SubstringsOptions.defaults("keep_work")
 UNITS = ("bytes", "tokens")
 VERIFY = ("fingerprints", "units")
 _CHUNK = 1 << 20
@@ -390,3 +404,6 @@ def run_substrings(
                    "windows": summarise(r4), "verify": summarise(r5), "spans": summarise(r6),
                    "write": summarise(r7)},
     }
+
+
+register(DedupKind("substrings", SubstringsOptions, run_substrings, level="span"))

@@ -215,3 +215,18 @@ def window_hashes(token_hashes: np.ndarray, n: int) -> np.ndarray:
         acc *= POLY_K
         acc += t[j : j + count]
     return fmix64(acc ^ np.uint64(n))
+
+
+def paragraph_spans(text: str, sep: str):
+    """(start, end, paragraph) of each `sep`-separated paragraph as dolma's deduper computes them:
+    character offsets, `end` including the separator except once the offset reaches the text's
+    UTF-8 byte length minus one (its end-of-text quirk, kept: paragraphs.py). Paragraph dedup
+    (vectorised, in `paragraphs._add_texts`) and decontamination write spans this way."""
+    text_length = len(text.encode("utf-8", "surrogatepass"))
+    offset = 0
+    for p in text.split(sep):
+        start = offset
+        offset += len(p)
+        if offset < text_length - 1:
+            offset += 1
+        yield start, offset, p

@@ -22,12 +22,14 @@ identified by ref = shard << 32 | position (0-based, every line counted), as in 
 from __future__ import annotations
 
 from collections import OrderedDict
+
 import numpy as np
 import pyarrow as pa
 
 from dolma_prep.core import io
 
 from . import components
+from .index_store import read_ids
 from .signatures import shingle_hashes
 from .text import normalized_word_bytes
 
@@ -74,9 +76,7 @@ def stage_extract(shard: int, doc_path: str, work: str, ngram: int, ids_path: st
     want = set(wanted.tolist())
     expected = None
     if ids_path is not None:
-        from .index import _read_ids
-
-        expected = _read_ids(ids_path, sorted(want))
+        expected = read_ids(ids_path, sorted(want))
     found: dict[int, np.ndarray] = {}
     for pos, (_, doc) in enumerate(io.iter_documents(doc_path)):
         if pos in want:

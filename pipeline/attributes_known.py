@@ -13,8 +13,10 @@ anything starts, using the two halves here:
   from the tagger class's `output_fields` (or `output_fields_for(options)`). A tagger whose
   fields are not known before it runs (a fastText model's labels, one per language, a user's
   tagger that declares none) contributes its prefix: any key under `E__T__` is accepted. Each
-  dedup kind writes one key, its `attribute`; exact and minhash dedup `against` an index also
-  write `<attribute>__matched_id` and `<attribute>__matched_version`.
+  dedup kind writes one key, its `attribute`, and the keys its options add beside it
+  (`DedupOptions.extra_attributes`: exact and minhash dedup `against` an index also write
+  `<attribute>__matched_id` and `<attribute>__matched_version`, decontamination against an
+  evaluation registry `<attribute>__eval_version`).
 - `rule_attributes(rule)`: the keys a jq or JSONPath rule names after the document's
   top-level `attributes`: `.attributes.KEY`, `.attributes["KEY"]`, `.attributes."KEY"`,
   `.attributes | .KEY`, `.attributes | has("KEY")`, `$.attributes.KEY`, `$.attributes['KEY']`
@@ -118,16 +120,11 @@ def known_attributes(mix) -> KnownAttributes:
         for f in fields:
             if f:  # format_output drops empty field names
                 known.keys.setdefault(prefix + registry.variable_name(f), what)
-    for kind in ("exact", "paragraphs", "minhash", "decontaminate", "substrings"):
-        cfg = getattr(mix.dedup, kind)
-        if cfg is None:
-            continue
-        attribute = dedup_attribute(kind, cfg)
-        known.keys.setdefault(attribute, f"dedup.{kind}")
-        if kind in ("exact", "minhash") and getattr(cfg, "against", None):
-            # io.AttributeWriter's `extra` attributes (dedup/minhash.py matched_attributes)
-            for suffix in ("matched_id", "matched_version"):
-                known.keys.setdefault(f"{attribute}__{suffix}", f"dedup.{kind} (against)")
+    for kind, cfg in mix.dedup.configured():
+        attribute = dedup_attribute(kind.name, cfg)
+        known.keys.setdefault(attribute, f"dedup.{kind.name}")
+        for suffix in cfg.extra_attributes():  # io.AttributeWriter's `extra` attributes
+            known.keys.setdefault(f"{attribute}__{suffix}", f"dedup.{kind.name} (against)")
     return known
 
 

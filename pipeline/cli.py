@@ -238,17 +238,41 @@ def _cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_REJECTS if totals["rejected"] or totals["tagger_errors"] else EXIT_OK
 
 
-DEDUP_KINDS = ("exact", "paragraphs", "minhash", "decontaminate", "substrings")
+class _DedupKinds:
+    """The registered dedup kinds (dedup/kinds.py) as the `dedup` command's choices, read when
+    argparse checks or shows them: building the parser imports no kind (its positional has a
+    metavar, so argparse does not list the choices when the argument is added)."""
+
+    @staticmethod
+    def _names() -> list[str]:
+        from dolma_prep.dedup import kinds
+
+        try:
+            return kinds.available()
+        except InputError as e:  # a module of DOLMA_PREP_DEDUP_MODULES is missing: one line, not a traceback
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(EXIT_USER) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+DEDUP_KINDS = _DedupKinds()
 
 
 def _cmd_dedup(args: argparse.Namespace) -> int:
+    from dolma_prep.dedup import kinds
+
     from ..core import io
     from ..core.runtime import init_ray
+    from .mixfile import check_name
     from .stages.tag import attributes_beside
 
-    from .mixfile import check_name
-
     check_name(args.attribute, "--attribute")  # it becomes a folder name beside the documents
+    kind = kinds.get(args.kind)
     paths = _expand(args.documents)
     pairs = [(p, attributes_beside(p, args.attribute)) for p in paths]
     params = json.loads(args.params) if args.params else {}
@@ -256,25 +280,18 @@ def _cmd_dedup(args: argparse.Namespace) -> int:
         params["threshold"] = args.threshold
     if args.eval_sets:
         params["eval_sets"] = args.eval_sets
-    if args.against and args.kind == "decontaminate":  # an evaluation registry (index --kinds ngram)
-        from dolma_prep.dedup.registry import open_registry
-
-        open_registry(args.against, params)  # before starting Ray: a wrong registry, version or parameter
-        params["eval_index"] = args.against
-    elif args.against:
-        if args.kind not in ("exact", "minhash", "paragraphs"):
-            raise InputError(f"dedup {args.kind}: --against is supported for exact, paragraphs, minhash and "
-                             "decontaminate")
-        from dolma_prep.dedup.index import check_against
-
-        check_against(args.against, args.kind, params)  # before starting Ray: a wrong index or parameter
-        params["against"] = args.against
+    if args.against:  # an index, or an evaluation registry (decontaminate), as the kind's record reads it
+        if kind.index is None:
+            able = [k.name for k in kinds.all_kinds() if k.index is not None]
+            raise InputError(f"dedup {args.kind}: --against is supported for {', '.join(able[:-1])} and {able[-1]}")
+        params = kind.index.use(args.against, params)  # before starting Ray: a wrong index, version or parameter
     if args.min_length is not None:
         params["min_length"] = args.min_length
     if args.unit is not None:
         params["unit"] = args.unit
-    if args.kind == "decontaminate" and "eval_sets" not in params and "eval_index" not in params:
-        raise InputError("dedup decontaminate needs --eval-sets FILE_OR_GLOB... or --against REGISTRY[@VERSION]")
+    lacking = kind.cli_check(params) if kind.cli_check else None  # e.g. decontaminate without evaluation sets
+    if lacking:
+        raise InputError(f"dedup {args.kind} {lacking}")
     from .mixfile import dedup_options
 
     params = dedup_options(args.kind, params, "--params")  # unknown keys and bad values named, exit 2
@@ -304,11 +321,14 @@ def _cmd_index(args: argparse.Namespace) -> int:
         return EXIT_INCONSISTENT if out.get("checksum_errors") else EXIT_OK
     paths = _expand(args.documents)
     if args.action == "build":
+        from dolma_prep.dedup.kinds import index_spec
+
         kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
         params = json.loads(args.params) if args.params else {}
-        if "ngram" in kinds and len(kinds) > 1:
-            raise InputError("index build: an evaluation registry (--kinds ngram) holds evaluation sets; build it "
-                             "apart from the exact/minhash index of a corpus")
+        alone = [k for k in kinds if (spec := index_spec(k)) is not None and not spec.documents]
+        if alone and len(kinds) > 1:
+            raise InputError(f"index build: an evaluation registry (--kinds {alone[0]}) holds evaluation sets; "
+                             "build it apart from the exact/minhash index of a corpus")
         extra = set(params) - set(kinds)
         if extra:
             raise InputError(f"index build: --params names kinds not in --kinds: {', '.join(sorted(extra))}")
@@ -489,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--workers", "-w", type=int, help="with --measure: local Ray workers")
     pl.add_argument("--cost", action="store_true",
                     help="the bill at full scale: CPU-hours per stage and source, bytes read and written, dedup "
-                         "scratch, GPU-hours to train (model and inputs: README, 'The bill at full scale')")
+                         "scratch, GPU-hours to train (model and inputs: docs/COST.md)")
     pl.add_argument("--rates", help="with --cost: per-core rates (default: benchmarks/rates.json)")
     pl.add_argument("--deadline", help="with --cost: wall time to finish in (7d, 36h, 90m): cores, nodes and GPUs needed")
     pl.set_defaults(fn=_cmd_plan)
@@ -511,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "[[0, len(text), 1]] on documents to remove and [] on the rest (exact, minhash), "
                                     "[start, end, score] spans (paragraphs, decontaminate), [start, end, 1] on every repeated substring "
                                     "of at least --min-length bytes or tokens (substrings).")
-    dd.add_argument("kind", choices=DEDUP_KINDS)
+    dd.add_argument("kind", choices=DEDUP_KINDS, metavar="kind", help="a registered dedup kind: %(choices)s")
     dd.add_argument("--documents", nargs="+", required=True, help="document files or globs (<dataset>/documents/...)")
     dd.add_argument("--attribute", required=True, help="attribute name (folder and key)")
     dd.add_argument("--threshold", type=float, help="similarity / overlap threshold of the kind")

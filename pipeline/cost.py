@@ -21,8 +21,10 @@ tokens' worth of gzip), and in token-target mode the tokenize step reads the sto
 experiment and dedup kind (D_s x attribute_bytes_per_document), kept documents (min(P_s, T_s)
 tokens as gzip text), the stored ids in token-target mode (min(P_s, T_s) x token_bytes_per_token,
 removed when the tokenize step has written the arrays), token arrays (P_s x 2 bytes) and their
-indexes. Scratch: paragraphs 10 B per input token, minhash
-252 B per document, exact 16 B per document. Cores for a deadline: total CPU-hours / deadline
+indexes. Scratch, per dedup kind from the rates file's `scratch` section: `<kind>_bytes_per_token`
+x T_s and `<kind>_bytes_per_document` x D_s (paragraphs 10 B per input token, minhash 252 B per
+document, exact 16 B per document). A dedup kind without a rate in the `dedup` section is left
+out of the bill and named among the assumptions. Cores for a deadline: total CPU-hours / deadline
 hours (full utilisation, no stage waiting on another); nodes = cores / cores_per_node, rounded up.
 Training: P_total / (tokens per GPU-second) / 3600 GPU-hours.
 
@@ -82,7 +84,11 @@ def estimate(mix: MixFile, rates: dict, deadline_hours: float | None = None) -> 
     for t in taggers:
         if t not in tag_rates:
             assumed.add(f"tagger {t}: {tag_rates['default']['provenance']}")
-    kinds = [k for k in ("exact", "paragraphs", "minhash", "decontaminate") if getattr(mix.dedup, k) is not None]
+    kinds = [k.name for k, _ in mix.dedup.configured() if k.name in rates["dedup"]]
+    for k, _ in mix.dedup.configured():
+        if k.name not in rates["dedup"]:
+            assumed.add(f"dedup {k.name}: no rate in the rates file; its CPU time, reads, writes and scratch are "
+                        "left out")
     n_attr_sets = len(mix.tagger_groups()) + len(kinds)
     targets = uses_targets(mix)
     out = rates["outputs"]
@@ -116,12 +122,11 @@ def estimate(mix: MixFile, rates: dict, deadline_hours: float | None = None) -> 
                    + planned * _v(out["token_bytes_per_token"])
                    + docs * (planned / avail if avail else 0) * _v(out["index_bytes_per_document"]))
         scr = 0.0
-        if "paragraphs" in kinds:
-            scr += avail * _v(scratch["paragraphs_bytes_per_token"])
-        if "minhash" in kinds:
-            scr += docs * _v(scratch["minhash_bytes_per_document"])
-        if "exact" in kinds:
-            scr += docs * _v(scratch["exact_bytes_per_document"])
+        for k in kinds:  # the kinds' shuffles: per input token or per document, as the rates file gives them
+            if f"{k}_bytes_per_token" in scratch:
+                scr += avail * _v(scratch[f"{k}_bytes_per_token"])
+            if f"{k}_bytes_per_document" in scratch:
+                scr += docs * _v(scratch[f"{k}_bytes_per_document"])
         row = {"tokens_available": avail, "planned_tokens": planned, "documents": docs,
                "cpu_hours": hours, "cpu_hours_total": sum(hours.values()),
                "bytes_read": read, "bytes_written": written, "scratch_bytes": scr}

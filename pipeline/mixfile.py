@@ -6,28 +6,29 @@ validated here; filters are jq / JSONPath expressions run by their own engines, 
 Python's `eval`. Relative paths (`data_root`, `output`, model paths) resolve against the mix
 file's folder. Names that become folders under the output (mix name, experiments, source
 names, dedup attributes) are single safe path components, one writer per attribute folder;
-numbers are finite and within the bounds below.
+numbers are finite and within the bounds below. The `dedup:` section has one key per registered
+dedup kind, holding that kind's options as its module defines them (dedup/kinds.py).
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
 import os
-import re
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
 from ..core.io import InputError, is_remote
+from ..core.schema import Strict, error_lines, safe_name
+from ..dedup import kinds
+from ..dedup.kinds import DedupKind, DedupOptions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 BUNDLED_TOKENIZER = os.path.join(HERE, "resources", "allenai_gpt-neox-olmo-dolma-v1_5.json")
 BUNDLED_SAMPLE = os.path.join(REPO, "sample", "documents")
-SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # every name that becomes a folder, not only sources'
 
 # -- bounds -------------------------------------------------------------------------------------
 # A mix file is a few KiB (the bundled ones are under 10 KiB); 1 MiB leaves room for thousands of
@@ -53,33 +54,9 @@ MAX_PROPORTION = 100.0
 # `scale` multiplies every token target (0.01 for a smoke run, 2 for a bigger one); above 1e6 it is
 # a typo, and with MAX_TOKENS the scaled targets (<= 1e21) stay finite.
 MAX_SCALE = 1e6
-# A folder name: file systems allow 255 bytes per component; a shorter bound leaves room for the
-# suffixes the pipeline adds (e.g. `<name>-search.yaml`).
-MAX_NAME_LENGTH = 128
-
-
-def safe_name(value: str, what: str = "name") -> str:
-    """`value` if it can be one folder under the output: SOURCE_NAME (letters, digits, `_`, `.`,
-    `-`, starting with a letter or digit, so never `.hidden` or `-flag`), no `..`, no `/`, at most
-    MAX_NAME_LENGTH characters. A name such as `../../data` would otherwise write attribute files
-    outside the output, over someone's inputs. ValueError naming `what` otherwise."""
-    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH or not SOURCE_NAME.match(value) or ".." in value:
-        shown = value if not isinstance(value, str) or len(value) <= 60 else value[:57] + "..."
-        raise ValueError(f"{what} {shown!r} must match {SOURCE_NAME.pattern}, may not contain '..' and has at most "
-                         f"{MAX_NAME_LENGTH} characters (it becomes a folder name under the output)")
-    return value
-
-
-# a name that becomes a path under the output: a dedup kind's attribute folder, an experiment, the run name
-AttributeName = Annotated[str, AfterValidator(lambda v: safe_name(v, "attribute"))]
+# a name that becomes a path under the output (a dedup kind's attribute: dedup.kinds.DedupOptions)
 ExperimentName = Annotated[str, AfterValidator(lambda v: safe_name(v, "experiment"))]
 RunName = Annotated[str, AfterValidator(lambda v: safe_name(v, "mix name"))]
-
-
-class Strict(BaseModel):
-    # allow_inf_nan=False: every float field refuses .inf / .nan (a threshold of nan compares false
-    # with everything and silently keeps or drops all documents)
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TaggerSpec(Strict):
@@ -110,135 +87,38 @@ class SpanReplacement(Strict):
     max_score: float | None = None
 
 
-class ExactDedup(Strict):
-    """Exact dedup (`dedup/exact.py` run_exact)."""
-
-    attribute: AttributeName = "exact_duplicates"
-    key: str = "text"  # "text" or a dotted field such as "metadata.url"
-    partitions: int | None = Field(default=None, ge=1)  # default: one per GiB of input files, 1..256
-    against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
+# Kinds whose absence a mix's dump has always held, as null: the config hashes earlier runs recorded
+# include them. Any other kind (a new one, a user's) is dumped only when configured, so that
+# registering a kind does not change the hash of a mix that does not use it.
+_DUMPED_WHEN_OFF = ("exact", "paragraphs", "minhash", "decontaminate", "substrings")
 
 
-class ParagraphsDedup(Strict):
-    """Paragraph n-gram dedup (`dedup/paragraphs.py` run_paragraphs; defaults: Dolma 1.7's
-    `dd_ngram` run). The defaults here must equal that module's DEFAULTS (tested)."""
+class _Dedup(Strict):
+    """The `dedup:` section: one optional field per registered kind (`_dedup_config`), holding
+    that kind's options (dedup/kinds.py; each kind's module defines them)."""
 
-    attribute: AttributeName = "bff_duplicate_paragraph_spans"
-    ngram_length: int = Field(default=13, ge=1)
-    stride: int = Field(default=1, ge=1)
-    overlap_threshold: float = Field(default=0.5, ge=0, le=1)
-    threshold: float | None = Field(default=None, ge=0, le=1, description="alias of overlap_threshold")
-    skip_short_paragraphs: bool = False
-    paragraph_separator: str = "\n"
-    min_length: int = Field(default=0, ge=0)
-    min_words: int = Field(default=0, ge=0)
-    skip_empty: bool = True
-    # dolma's Bloom filter sizing, accepted for its configs; unused: membership here is exact
-    expected_count: int | None = Field(default=None, ge=1, description="accepted for dolma configs; unused")
-    false_positive_rate: float = Field(default=1e-6, gt=0, lt=1, description="accepted for dolma configs; unused")
-    bloom_partitions: int = Field(default=8, ge=1, description="a power of two: key-space pieces, one task each")
-    keep_work: bool = False
-    against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
-
-    @field_validator("bloom_partitions")
-    @classmethod
-    def _power_of_two(cls, v: int) -> int:
-        if v & (v - 1):
-            raise ValueError(f"must be a power of two (1, 2, 4, 8 ...), got {v}")
-        return v
+    def configured(self) -> list[tuple[DedupKind, DedupOptions]]:
+        """The kinds this mix runs, with their options, in the registry's order."""
+        return [(k, cfg) for k in kinds.all_kinds() if (cfg := getattr(self, k.name, None)) is not None]
 
 
-class MinHashDedup(Strict):
-    """MinHash-LSH document dedup (`dedup/minhash.py` run_minhash); defaults equal that
-    module's DEFAULTS (tested)."""
-
-    attribute: AttributeName = "minhash_duplicates"
-    ngram: int = Field(default=5, ge=1)
-    num_perm: int | None = Field(default=None, ge=1, description="default bands * rows")
-    bands: int = Field(default=16, ge=1)
-    rows: int = Field(default=7, ge=1)
-    threshold: float = Field(default=0.8, ge=0, le=1)
-    verify: Literal["exact", "none"] = "exact"
-    seed: int = 1
-    hash_family: Literal["multiply_shift", "mersenne"] = "multiply_shift"
-    memory_budget_mb: int = Field(default=1024, ge=64)
-    partitions: int | None = Field(default=None, ge=1)
-    clusters_path: str | None = None  # a path the user chooses on purpose (anywhere); not a name under the output
-    keep_work: bool = False
-    against: str | None = None  # an index (`dolma-prep index build`): also duplicates of indexed documents
-
-    @model_validator(mode="after")
-    def _enough_permutations(self) -> "MinHashDedup":
-        if self.num_perm is not None and self.num_perm < self.bands * self.rows:
-            raise ValueError(f"num_perm={self.num_perm} < bands*rows={self.bands * self.rows}")
-        return self
+def _dedup_config() -> type[_Dedup]:
+    """DedupConfig from the registry: an unknown kind is an unknown key, named with the known ones."""
+    fields: dict[str, Any] = {}
+    for k in kinds.all_kinds():
+        off = {} if k.name in _DUMPED_WHEN_OFF else {"exclude_if": lambda v: v is None}
+        fields[k.name] = (k.options | None, Field(default=None, **off))
+    return create_model("DedupConfig", __base__=_Dedup, __module__=__name__, **fields)
 
 
-class DecontaminateDedup(Strict):
-    """Decontamination against evaluation sets (`dedup/decontam.py` run_decontaminate);
-    defaults equal that module's DEFAULTS (tested)."""
-
-    attribute: AttributeName = "decontamination_spans"
-    eval_sets: list[str] | None = Field(default=None, min_length=1,
-                                        description="files, globs, folders or hf:NAME[:CONFIG][@SPLIT]")
-    eval_index: str | None = Field(default=None, description="an evaluation registry INDEX[@VERSION]")
-    ngram: int = Field(default=13, ge=1)
-    text_field: str = "text"
-    separator: str = "\n"
-    min_score: float | None = Field(default=None, ge=0, le=1)
-    threshold: float | None = Field(default=None, ge=0, le=1, description="alias of min_score")
-    keep_work: bool = False
-
-    @field_validator("eval_sets", mode="before")
-    @classmethod
-    def _one_or_many(cls, v):
-        return [v] if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "DecontaminateDedup":
-        if (self.eval_sets is None) == (self.eval_index is None):
-            raise ValueError("give eval_sets (files, globs, hf: datasets) or eval_index (a registry built by "
-                             "`dolma-prep index build --kinds ngram`), not both or neither")
-        return self
-
-
-class SubstringsDedup(Strict):
-    """Exact-substring dedup with suffix arrays (`dedup/substrings.py` run_substrings);
-    defaults equal that module's DEFAULTS (tested)."""
-
-    attribute: AttributeName = "duplicate_substring_spans"
-    min_length: int = Field(default=100, ge=1, description="K: substrings of >= K units repeated anywhere")
-    unit: Literal["bytes", "tokens"] = "bytes"
-    part_size: int = Field(default=1 << 26, ge=1, description="units per suffix-array part (~14 B per unit)")
-    tokenizer: str | None = None  # with unit=tokens; default the bundled OLMo tokenizer
-    buckets: int | None = Field(default=None, ge=1)
-    verify: Literal["fingerprints", "units"] = "fingerprints"
-    keep_work: bool = False
-
-
-DEDUP_OPTIONS: dict[str, type[Strict]] = {
-    "exact": ExactDedup, "paragraphs": ParagraphsDedup, "minhash": MinHashDedup, "decontaminate": DecontaminateDedup,
-    "substrings": SubstringsDedup,
-}
-
-
-class DedupConfig(Strict):
-    exact: ExactDedup | None = None
-    paragraphs: ParagraphsDedup | None = None
-    minhash: MinHashDedup | None = None
-    decontaminate: DecontaminateDedup | None = None
-    substrings: SubstringsDedup | None = None  # exact-substring spans (suffix arrays)
+DedupConfig = _dedup_config()
 
 
 def dedup_options(kind: str, params: dict, where: str) -> dict:
-    """Validate `dolma-prep dedup KIND --params JSON` options with the mix file's models:
-    InputError naming `where`, the key and the known keys. Returns the options the user gave
-    (the `attribute` key is the command's own)."""
-    model = DEDUP_OPTIONS[kind]
-    try:
-        model.model_validate({**params})
-    except ValidationError as e:
-        raise InputError(_format_error(where, {}, e, root=model)) from None
+    """Validate `dolma-prep dedup KIND --params JSON` options with the kind's typed options (the
+    mix file's): InputError naming `where`, the key and the known keys. Returns the options the
+    user gave (the `attribute` key is the command's own)."""
+    kinds.validate(kind, params, where)
     return dict(params)
 
 
@@ -341,10 +221,7 @@ class MixFile(Strict):
         as their own). Names differing only in case collide on case-insensitive file systems too."""
         writers: dict[str, str] = {}
         producers = [(exp, f"taggers (experiment {exp!r})") for exp in self.tagger_groups()]
-        for kind in DEDUP_OPTIONS:
-            cfg = getattr(self.dedup, kind)
-            if cfg is not None:
-                producers.append((cfg.attribute, f"dedup.{kind}.attribute"))
+        producers += [(cfg.attribute, f"dedup.{kind.name}.attribute") for kind, cfg in self.dedup.configured()]
         for name, who in producers:
             other = writers.setdefault(name.casefold(), who)
             if other != who:
@@ -481,59 +358,21 @@ def _resolve(base_dir: str, path: str) -> str:
     return os.path.normpath(os.path.join(base_dir, path))
 
 
-def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The pydantic model that holds the last key of `loc` (list indices skipped)."""
-    cls: Any = root
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = getattr(cls, "model_fields", {}).get(part)
-        if field is None:
-            return None
-        found = None
-        todo = [field.annotation]
-        while todo and found is None:
-            t = todo.pop()
-            if isinstance(t, type) and issubclass(t, BaseModel):
-                found = t
-            else:
-                todo.extend(get_args(t))
-        if found is None:
-            return None
-        cls = found
-    return cls
-
-
 def _format_error(path: str, raw: dict, err: ValidationError, root: type[BaseModel] | None = None) -> str:
     root = root or MixFile
-    lines = [f"{path}: invalid {'mix file' if root is MixFile else 'options'} "
-             f"({err.error_count()} error{'s' if err.error_count() > 1 else ''})"]
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"])
-        # show source names instead of list indices where we can
-        if e["loc"][:1] == ("sources",) and len(e["loc"]) > 1 and isinstance(e["loc"][1], int):
+
+    def where(loc: tuple) -> str | None:
+        """Source names instead of list indices where we can."""
+        if loc[:1] == ("sources",) and len(loc) > 1 and isinstance(loc[1], int):
             try:
-                loc = f"sources[{e['loc'][1]}] ({raw['sources'][e['loc'][1]].get('name', '?')})." + ".".join(
-                    str(x) for x in e["loc"][2:])
+                name = raw["sources"][loc[1]].get("name", "?")
+                return f"sources[{loc[1]}] ({name})." + ".".join(str(x) for x in loc[2:])
             except (KeyError, IndexError, AttributeError, TypeError):
                 pass
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (typo?)"
-            model = _model_at(root, e["loc"])
-            if model is not None:
-                known = [k for k in model.model_fields]
-                close = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
-                msg += f"; did you mean {close[0]!r}?" if close else ""
-                msg += f" known keys: {', '.join(known)}"
-        found = e.get("input")
-        found_r = repr(found)  # shortened: a value may be a whole line of digits or a pasted document
-        found_r = found_r[:77] + "..." if len(found_r) > 80 else found_r
-        found_s = "" if isinstance(found, (dict, list)) else f"; found {found_r}"
-        if e["type"] == "extra_forbidden":
-            found_s = ""
-        lines.append(f"  - {loc + ': ' if loc else ''}{msg}{found_s}")
-    return "\n".join(lines)
+        return None
+
+    n, what = err.error_count(), "mix file" if root is MixFile else "options"
+    return "\n".join([f"{path}: invalid {what} ({n} error{'s' if n > 1 else ''})", *error_lines(err, root, where)])
 
 
 def _check_filters(path: str, mix: "MixFile", raw: dict) -> None:
@@ -675,16 +514,8 @@ def load_mix(path: str, data_root: str | None = None, output: str | None = None)
                 t.options[k] = _resolve(base, v)  # URLs and absolute paths stay as they are
             elif k.endswith("_path") and isinstance(v, list):  # several files (e.g. two Adblock lists)
                 t.options[k] = [_resolve(base, x) if isinstance(x, str) else x for x in v]
-    dc = mix.dedup.decontaminate
-    if dc is not None:  # evaluation sets resolve against the mix file too (hf: names are not paths)
-        if dc.eval_sets is not None:
-            dc.eval_sets = [e if e.startswith("hf:") else _resolve(base, e) for e in dc.eval_sets]
-        if dc.eval_index is not None:
-            dc.eval_index = _resolve(base, dc.eval_index)
-    for kind in ("exact", "paragraphs", "minhash"):  # an index to dedup against resolves against the mix file too
-        cfg = getattr(mix.dedup, kind)
-        if cfg is not None and cfg.against is not None:
-            cfg.against = _resolve(base, cfg.against)
+    for _, cfg in mix.dedup.configured():  # an index to dedup against, evaluation sets: against the mix file too
+        cfg.resolve_paths(lambda p: _resolve(base, p))
     for src in mix.sources:
         ds = src.dataset
         if ds is not None:
@@ -693,3 +524,16 @@ def load_mix(path: str, data_root: str | None = None, output: str | None = None)
             if ds.data_files:
                 ds.data_files = [_resolve(base, f) for f in ds.data_files]
     return mix
+
+
+def _rebuild_dedup_config() -> None:
+    """A kind registered after this module was imported (a test, a notebook) joins the schema:
+    MixFile is rebuilt in place, so every module holding the class validates with the new one."""
+    global DedupConfig
+    DedupConfig = _dedup_config()
+    field = MixFile.model_fields["dedup"]
+    field.annotation, field.default_factory = DedupConfig, DedupConfig
+    MixFile.model_rebuild(force=True)
+
+
+kinds.watch(_rebuild_dedup_config)

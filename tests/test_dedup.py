@@ -13,13 +13,14 @@ import pytest
 
 from dolma_prep.core.io import AtomicWriter, iter_documents, parse_document
 from dolma_prep.dedup.signatures import band_keys, permutations, shingle_hashes, signatures
-from dolma_prep.dedup.paragraphs import _paragraph_spans, _stride_keep
+from dolma_prep.dedup.paragraphs import _stride_keep
 from dolma_prep.dedup.text import (
     WHITE_SPACE,
     _WORD_BOUNDARY,
     dolma_tokens,
     normalized_word_bytes,
     normalized_words,
+    paragraph_spans,
     window_hashes,
 )
 
@@ -53,11 +54,11 @@ def test_ascii_fast_path_equals_full_word_boundary_rules():
 
 
 def test_paragraph_spans_follow_dolma_offsets():
-    assert [(a, b) for a, b, _ in _paragraph_spans("a\nb", "\n")] == [(0, 2), (2, 3)]
+    assert [(a, b) for a, b, _ in paragraph_spans("a\nb", "\n")] == [(0, 2), (2, 3)]
     # dolma does not count the separator once offset >= byte length - 1
-    assert [(a, b) for a, b, _ in _paragraph_spans("a\n", "\n")] == [(0, 1), (1, 1)]
+    assert [(a, b) for a, b, _ in paragraph_spans("a\n", "\n")] == [(0, 1), (1, 1)]
     # character offsets compared with a byte length: the quirk shows with non-ASCII text
-    assert [(a, b) for a, b, _ in _paragraph_spans("é\n", "\n")] == [(0, 2), (2, 2)]
+    assert [(a, b) for a, b, _ in paragraph_spans("é\n", "\n")] == [(0, 2), (2, 2)]
 
 
 def _dolma_stride_loop(n_windows: int, stride: int) -> list[bool]:
@@ -277,7 +278,7 @@ def _reference_keys(docs: str, p):
         text = doc["text"] if doc else None
         if not text:
             continue
-        for start, end, par in _paragraph_spans(text, p["paragraph_separator"]):
+        for start, end, par in paragraph_spans(text, p["paragraph_separator"]):
             if len(par) < p["min_length"] or (p["skip_empty"] and not par.strip(WHITE_SPACE)):
                 continue
             tokens = dolma_tokens(par)

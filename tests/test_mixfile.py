@@ -128,7 +128,7 @@ def test_hostile_filters_are_data(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# dedup options: typed, unknown keys named with the known ones, defaults equal the algorithms'
+# dedup options: typed (each kind's module defines them once), unknown keys named with the known ones
 
 
 def test_dedup_option_typo_is_named_with_the_fix(tmp_path):
@@ -155,20 +155,6 @@ def test_dedup_option_typo_is_named_with_the_fix(tmp_path):
 def test_dedup_option_values_are_checked(tmp_path, kind, body, field):
     with pytest.raises(InputError, match=re.escape(field)):
         _load(tmp_path, BASE + f"dedup:\n  {kind}: {body}\n")
-
-
-def test_dedup_model_defaults_equal_the_algorithms_defaults():
-    from dolma_prep.dedup import decontam, minhash, paragraphs, substrings
-    from dolma_prep.pipeline.mixfile import DecontaminateDedup, MinHashDedup, ParagraphsDedup, SubstringsDedup
-
-    for model, module, extra in [(ParagraphsDedup, paragraphs, {}), (MinHashDedup, minhash, {}),
-                                 (DecontaminateDedup, decontam, {"eval_sets": ["x"]}), (SubstringsDedup, substrings, {})]:
-        dumped = model(**extra).model_dump()
-        own = {"attribute", "keep_work", "threshold"} - set(module.DEFAULTS)  # keyword arguments of run_*
-        assert set(dumped) - own == set(module.DEFAULTS), model
-        for k, v in module.DEFAULTS.items():
-            if k not in extra:
-                assert dumped[k] == v, (model, k)
 
 
 def test_dedup_options_reach_the_algorithm_unchanged(tmp_path):

@@ -1,7 +1,8 @@
 """Select stage: documents + their attributes -> kept documents.
 
 For each document (joined with every attribute file of its shard, as the dolma mixer does):
-1. document-level dedup attributes (exact, minhash, decontaminate): any span -> dropped;
+1. document-level dedup attributes (kinds of level "document": exact, minhash, decontaminate):
+   any span -> dropped;
 2. the source's filters (jq / JSONPath include/exclude); a rule that raises on a document has not
    matched it, and is counted per rule in the shard's `rule_errors` (with first examples);
 3. span replacement (e.g. delete duplicate paragraphs, mask PII), then `min_text_length`.
@@ -14,12 +15,12 @@ from contextlib import ExitStack
 from functools import lru_cache
 
 from ...core import io
-from ..filters import FilterSet, RuleErrors
 from ...core.runtime import Shard
+from ...dedup import kinds
+from ..filters import FilterSet, RuleErrors
 from ..steps import Step
 from .common import Rejects, attributes_path, dropped_path, kept_path, mix_of
 
-DOC_LEVEL_DEDUP = ("exact", "minhash", "decontaminate")
 # documents per round trip to the filter process (filters.FilterSet.decide_many)
 BLOCK = 256
 # first errors of raising rules listed in a shard's result (one per rule)
@@ -28,18 +29,17 @@ RULE_ERROR_EXAMPLES = 5
 
 def attribute_names(mix) -> list[str]:
     """Attribute folders this run produces, in a fixed order."""
-    names = list(mix.tagger_groups())
-    for kind in ("exact", "paragraphs", "minhash", "decontaminate", "substrings"):
-        cfg = getattr(mix.dedup, kind)
-        if cfg is not None:
-            names.append(dedup_attribute(kind, cfg))
-    return names
+    return list(mix.tagger_groups()) + [dedup_attribute(k.name, cfg) for k, cfg in mix.dedup.configured()]
+
+
+def document_level_attributes(mix) -> list[str]:
+    """The attributes of the mix's document-level dedup kinds: any span drops the document."""
+    return [dedup_attribute(k.name, cfg) for k, cfg in mix.dedup.configured() if k.level == "document"]
 
 
 def dedup_attribute(kind: str, cfg) -> str:
-    default = {"exact": "exact_duplicates", "paragraphs": "bff_duplicate_paragraph_spans",
-               "minhash": "minhash_duplicates", "decontaminate": "decontamination_spans",
-               "substrings": "duplicate_substring_spans"}[kind]
+    """The attribute a dedup kind writes with options `cfg` (its record's default if unset)."""
+    default = kinds.get(kind).default_attribute
     if isinstance(cfg, dict):
         return cfg.get("attribute", default)
     return getattr(cfg, "attribute", default)
@@ -116,7 +116,7 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
     rules = mix.source_replacements(src)
     min_len = src.min_text_length if src.min_text_length is not None else mix.min_text_length
     names = attribute_names(mix)
-    doc_level = [dedup_attribute(k, getattr(mix.dedup, k)) for k in DOC_LEVEL_DEDUP if getattr(mix.dedup, k) is not None]
+    doc_level = document_level_attributes(mix)
     rejects = Rejects(ctx, "select", shard)
     # without taggers there is no tag stage, so bad input lines are reported here
     read_rejects = Rejects(ctx, "read", shard) if not mix.taggers else None
