@@ -1,9 +1,11 @@
 """Attribute files out, byte for byte as dolma writes them: one line per document line,
 `{"id": ..., "attributes": {NAME: [[start, end, score], ...]}}`, scores formatted as msgspec
 (dolma's JSON encoder) formats them."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .documents import SURROGATE
@@ -30,7 +32,7 @@ def format_score(v: Any) -> str:
     return f"{mant}e{e}"
 
 
-def spans_json(spans) -> str:
+def spans_json(spans: Iterable[Sequence[Any]]) -> str:
     """`[[start,end,score],...]` as compact JSON."""
     return "[" + ",".join(f"[{int(s)},{int(e)},{format_score(v)}]" for s, e, v in spans) + "]"
 

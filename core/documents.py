@@ -4,6 +4,7 @@ Reading never raises on a bad record: `read_documents` yields `Record`s that car
 parsed document or the reason it was rejected, with the file and 1-based line number, so a
 stage can count and set aside the bad record and go on with the rest of the shard.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -12,8 +13,9 @@ import json
 import os
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, cast
 
 import fsspec
 import zstandard
@@ -54,8 +56,14 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes | None, str | None]]:
     line_no = 0
     try:
         with open_binary(path) as f:
-            # small read-ahead: on a corrupt stream, at most one buffer of lines is lost
-            buffered = f if isinstance(f, (gzip.GzipFile, io.BufferedReader)) else io.BufferedReader(f, 1 << 16)
+            # small read-ahead: on a corrupt stream, at most one buffer of lines is lost. The
+            # streams wrapped here (fsspec's files, zstd's reader) have the `readinto` of a raw
+            # stream, which IO[bytes], what open_binary declares, does not name.
+            buffered = (
+                f
+                if isinstance(f, (gzip.GzipFile, io.BufferedReader))
+                else io.BufferedReader(cast(io.RawIOBase, f), 1 << 16)
+            )
             for line_no, raw in enumerate(buffered, start=1):
                 yield line_no, raw, None
     except (EOFError, OSError, zlib.error, zstandard.ZstdError) as e:
@@ -90,8 +98,7 @@ def parse_document(raw: bytes, path: str, line: int) -> Record:
     else goes to the full check for its message."""
     try:
         doc = json.loads(raw.decode("utf-8"))
-        if (type(doc) is dict and "source" in doc and type(doc["text"]) is str
-                and type(doc["id"]) in (str, int)):
+        if type(doc) is dict and "source" in doc and type(doc["text"]) is str and type(doc["id"]) in (str, int):
             if _has_surrogate_escape(raw):
                 doc = replace_lone_surrogates(doc)
             return Record(path, line, doc=doc)
@@ -130,9 +137,13 @@ def validate_document(doc: Any, path: str, line: int, preview: str = "", *, surr
         if key not in doc:
             return Record(path, line, error=f"missing field '{key}'", raw=preview)
     if not isinstance(doc["text"], str):
-        return Record(path, line, error=f"field 'text' must be a string, found {type(doc['text']).__name__}", raw=preview)
+        return Record(
+            path, line, error=f"field 'text' must be a string, found {type(doc['text']).__name__}", raw=preview
+        )
     if not isinstance(doc["id"], (str, int)) or isinstance(doc["id"], bool):
-        return Record(path, line, error=f"field 'id' must be a string or integer, found {type(doc['id']).__name__}", raw=preview)
+        return Record(
+            path, line, error=f"field 'id' must be a string or integer, found {type(doc['id']).__name__}", raw=preview
+        )
     if surrogates:
         try:
             doc = replace_lone_surrogates(doc)
@@ -156,20 +167,27 @@ def iter_parquet(path: str, batch_size: int = 1024) -> Iterator[Record]:
                     # Arrow strings are UTF-8: a lone surrogate cannot be in a parquet file
                     yield validate_document(doc, path, row, preview, surrogates=False)
     except (OSError, ValueError) as e:  # pyarrow raises ArrowInvalid (a ValueError) on corrupt files
-        yield Record(path, row + 1, error=f"corrupt parquet file ({type(e).__name__}: {e}); rows after {row} lost",
-                     fatal=True)
+        yield Record(
+            path, row + 1, error=f"corrupt parquet file ({type(e).__name__}: {e}); rows after {row} lost", fatal=True
+        )
 
 
 HF_PREFIX = "hfdataset:"
 
 
-def _load_hf(spec: dict):
+def _load_hf(spec: dict) -> Any:
+    """The `datasets` Dataset or IterableDataset a spec names (datasets has no type information)."""
     import datasets
 
     if os.path.isdir(spec["path"]) and os.path.exists(os.path.join(spec["path"], "state.json")):
         return datasets.load_from_disk(spec["path"])  # a folder written by save_to_disk
-    return datasets.load_dataset(spec["path"], name=spec.get("name"), split=spec.get("split", "train"),
-                                 data_files=spec.get("data_files"), streaming=spec.get("streaming", True))
+    return datasets.load_dataset(
+        spec["path"],
+        name=spec.get("name"),
+        split=spec.get("split", "train"),
+        data_files=spec.get("data_files"),
+        streaming=spec.get("streaming", True),
+    )
 
 
 def hf_shards(spec: dict) -> list[str]:
@@ -183,26 +201,42 @@ def hf_shards(spec: dict) -> list[str]:
 
 
 def iter_hf(path: str) -> Iterator[Record]:
-    spec = json.loads(path[len(HF_PREFIX):])
+    spec = json.loads(path[len(HF_PREFIX) :])
     label = f"{spec['path']}[{spec.get('split', 'train')}] shard {spec['index']}/{spec['num_shards']}"
     ds = _load_hf(spec)
-    part = (ds.shard(num_shards=spec["num_shards"], index=spec["index"]) if hasattr(ds, "num_shards") or hasattr(ds, "n_shards")
-            else ds.shard(num_shards=spec["num_shards"], index=spec["index"], contiguous=True))
+    part = (
+        ds.shard(num_shards=spec["num_shards"], index=spec["index"])
+        if hasattr(ds, "num_shards") or hasattr(ds, "n_shards")
+        else ds.shard(num_shards=spec["num_shards"], index=spec["index"], contiguous=True)
+    )
     for row, doc in enumerate(part, start=1):
-        yield validate_document(dict(doc), label, row, json.dumps(doc, default=str, ensure_ascii=False)[:MAX_REJECT_PREVIEW])
+        yield validate_document(
+            dict(doc), label, row, json.dumps(doc, default=str, ensure_ascii=False)[:MAX_REJECT_PREVIEW]
+        )
 
 
 def read_documents(path: str) -> Iterator[Record]:
     """Stream the records of a documents file, checking ids are unique within the file."""
     seen: set[str] = set()
-    stream = iter_hf(path) if path.startswith(HF_PREFIX) else iter_parquet(path) if path.endswith(".parquet") else (
-        Record(path, line, error=err, fatal=True) if err is not None else parse_document(raw, path, line)
-        for line, raw, err in iter_lines(path))
+    stream = (
+        iter_hf(path)
+        if path.startswith(HF_PREFIX)
+        else iter_parquet(path)
+        if path.endswith(".parquet")
+        else (
+            # iter_lines yields raw bytes or an error, never both
+            Record(path, line, error=err, fatal=True)
+            if err is not None
+            else parse_document(cast(bytes, raw), path, line)
+            for line, raw, err in iter_lines(path)
+        )
+    )
     for rec in stream:
         if rec.fatal:
             yield rec
             return
         if rec.ok:
+            assert rec.doc is not None  # an ok record holds its document
             key = str(rec.doc["id"])
             if key in seen:
                 rec = Record(path, rec.line, error=f"duplicate id {key!r} within the file", raw=rec.raw)
@@ -217,12 +251,11 @@ def read_jsonl(path: str) -> Iterator[tuple[int, dict | None, str | None]]:
         if err is not None:
             yield line, None, err
             return
+        assert raw is not None  # iter_lines yields raw bytes or an error, never both
         try:
             yield line, json.loads(raw), None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             yield line, None, f"not valid JSON ({e})"
-
-
 
 
 def iter_documents(path: str) -> Iterator[tuple[int, dict | None]]:

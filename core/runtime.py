@@ -6,13 +6,15 @@ statistics). A rerun skips shards whose marker exists, so a run killed at any po
 where it stopped. Ray retries a task whose worker died; because outputs only appear by
 rename, a retried task never sees or leaves half-written files.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Literal, cast
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -46,18 +48,33 @@ def init_ray(workers: int | None, address: str | None, quiet: bool = True) -> in
     # Ray workers must import dolma_prep even where it is not installed (running from a
     # checkout); shipping the repo's parent on PYTHONPATH is enough for a local cluster.
     # one task = one core: the tokenizer engines' own thread pools are held to one thread
-    env_vars = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore",
-                "FASTOKENS_BPE_THREADS": "1", "POLARS_MAX_THREADS": "1"}
+    env_vars = {
+        "RAYON_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONWARNINGS": "ignore",
+        "FASTOKENS_BPE_THREADS": "1",
+        "POLARS_MAX_THREADS": "1",
+    }
     # the driver's own settings (the tokenizer engine, `DOLMA_PREP_*`) hold in every worker
     env_vars.update({k: v for k, v in os.environ.items() if k.startswith("DOLMA_PREP_")})
     env = {"env_vars": env_vars}
+    # ray.init annotates logging_level as int, but takes a level name too: its own default is
+    # the string "info" (ray_constants.LOGGER_LEVEL), which setup_logger turns into a level
     if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=not quiet, logging_level="ERROR")
+        ray.init(address=address, runtime_env=env, log_to_driver=not quiet, logging_level="ERROR")  # type: ignore[arg-type]
     else:
         n = workers or os.cpu_count() or 1
         # address="local": always a fresh embedded Ray, even if `ray start` runs on this machine
-        ray.init(address="local", num_cpus=n, include_dashboard=False, object_store_memory=128 * 1024 * 1024,
-                 runtime_env=env, log_to_driver=not quiet, logging_level="ERROR", configure_logging=True)
+        ray.init(
+            address="local",
+            num_cpus=n,
+            include_dashboard=False,
+            object_store_memory=128 * 1024 * 1024,
+            runtime_env=env,
+            log_to_driver=not quiet,
+            logging_level="ERROR",  # type: ignore[arg-type]
+            configure_logging=True,
+        )
     return int(workers or ray.cluster_resources().get("CPU", 1))
 
 
@@ -99,7 +116,8 @@ def read_marker(output: str, stage: str, key: str) -> dict | None:
     p = marker_path(output, stage, key)
     if not io.exists(p):
         return None
-    return json.loads(io.read_text(p))
+    marker: dict = json.loads(io.read_text(p))
+    return marker
 
 
 def write_marker(output: str, stage: str, key: str, stats: dict) -> None:
@@ -134,7 +152,7 @@ def release_free_memory() -> None:
         _TRIM(0)
 
 
-_TRIM = None
+_TRIM: Callable[[int], object] | Literal[False] | None = None  # None: not looked up yet
 
 
 def current_rss_mb() -> float:
@@ -183,7 +201,7 @@ def _recorded_outputs(root: str, written: list[str]) -> dict[str, int]:
     for p in written:
         if not p.startswith(base):
             continue
-        rel = p[len(base):]
+        rel = p[len(base) :]
         if rel.startswith(("_state/", "_work/")):
             continue
         out[rel] = io.file_size(p)
@@ -192,7 +210,9 @@ def _recorded_outputs(root: str, written: list[str]) -> dict[str, int]:
 
 def outputs_intact(root: str, outputs: dict[str, int]) -> str | None:
     """None when every file a marker recorded is there with its size, else what is wrong."""
-    fs = io.fs_of(root) if outputs else None
+    if not outputs:
+        return None
+    fs = io.fs_of(root)
     for rel, size in outputs.items():
         path = io.join(root, rel)
         try:
@@ -204,8 +224,15 @@ def outputs_intact(root: str, outputs: dict[str, int]) -> str | None:
     return None
 
 
-def _call(fn: Callable, args: tuple, kwargs: dict, marker: str | None, policy: io.WritePolicy | None = None,
-          input_fp: str | None = None, root: str | None = None) -> dict:
+def _call(
+    fn: Callable,
+    args: tuple,
+    kwargs: dict,
+    marker: str | None,
+    policy: io.WritePolicy | None = None,
+    input_fp: str | None = None,
+    root: str | None = None,
+) -> dict:
     """The body of every task: run under the driver's write policy, add the task's own
     statistics, write the done marker (with what the result was computed from, `_input`, and
     the files it wrote, `_outputs`)."""
@@ -247,10 +274,20 @@ RETRY_ON = (ConnectionError, TimeoutError, OSError)
 MAX_RETRIES = 3
 
 
-def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple], *, kwargs: dict | None = None,
-              state: str | None = None, keys: Sequence[str] | None = None, progress: Progress | None = None,
-              max_in_flight: int | None = None, num_cpus: float = 1, num_gpus: float = 0,
-              fingerprints: Sequence[str] | None = None) -> list[dict]:
+def run_tasks(
+    name: str,
+    fn: Callable[..., dict | None],
+    calls: Sequence[tuple],
+    *,
+    kwargs: dict | None = None,
+    state: str | None = None,
+    keys: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    max_in_flight: int | None = None,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    fingerprints: Sequence[str] | None = None,
+) -> list[dict]:
     """The one way work runs: `fn(*call, **kwargs)` for each call as a Ray task; the results,
     in call order (never in completion order, so what a step computes cannot depend on
     scheduling).
@@ -288,7 +325,8 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
         marker = read_marker(state, name, keys[i]) if state is not None and keys is not None else None
         if marker is not None and fingerprints is not None and marker.get("_input") != fingerprints[i]:
             marker = None  # computed from another input (or by a version that did not record it)
-        if marker is not None and outputs_intact(state, marker.get("_outputs", {})) is not None:
+        # (a marker is only read with a state folder)
+        if marker is not None and state is not None and outputs_intact(state, marker.get("_outputs", {})) is not None:
             marker = None  # a file it wrote is gone or changed: write it again
         if marker is not None:
             results[i] = marker
@@ -305,42 +343,69 @@ def run_tasks(name: str, fn: Callable[..., dict | None], calls: Sequence[tuple],
     while queue or pending:
         while queue and len(pending) < limit:
             i = queue.pop(0)
-            marker = marker_path(state, name, keys[i]) if state is not None and keys is not None else None
+            marker_file = marker_path(state, name, keys[i]) if state is not None and keys is not None else None
             fp = fingerprints[i] if fingerprints is not None else None
-            pending[remote.remote(fn, tuple(calls[i]), kwargs, marker, policy, fp, state if marker else None)] = i
+            pending[
+                remote.remote(fn, tuple(calls[i]), kwargs, marker_file, policy, fp, state if marker_file else None)
+            ] = i
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
             i = pending.pop(ref)
-            results[i] = ray.get(ref)
-            docs += int(results[i].get("documents_in", 0))
-            if progress is not None:
+            result: dict = ray.get(ref)
+            results[i] = result
+            docs += int(result.get("documents_in", 0))
+            if progress is not None and bar is not None:  # (a bar exactly when a progress display)
                 progress.update(bar, advance=1, docs=docs)
-    return results  # type: ignore[return-value]
+    return cast(list[dict], results)  # every slot is filled by now: from its marker or its task
 
 
 _REMOTES: dict[tuple[float, float], Any] = {}
 
 
-def _remote(num_cpus: float, num_gpus: float = 0):
+def _remote(num_cpus: float, num_gpus: float = 0) -> Any:
+    """`_call` as a Ray remote function with these resources (one per resource pair)."""
     import ray
 
     key = (num_cpus, num_gpus)
     if key not in _REMOTES:
-        _REMOTES[key] = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=MAX_RETRIES,
-                                   retry_exceptions=list(RETRY_ON), scheduling_strategy="SPREAD")(_call)
+        # ray.remote's overload annotates retry_exceptions as bool; it takes a list of exception
+        # types too (its docstring; RemoteFunction._remote turns a list into an allow-list)
+        _REMOTES[key] = ray.remote(  # type: ignore[call-overload]
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            max_retries=MAX_RETRIES,
+            retry_exceptions=list(RETRY_ON),
+            scheduling_strategy="SPREAD",
+        )(_call)
     return _REMOTES[key]
 
 
-def map_shards(stage: str, fn: Callable[[Shard, dict], dict], shards: list[Shard], ctx: dict,
-               progress: Progress | None = None, max_in_flight: int | None = None,
-               num_gpus: float = 0, upstream: str = "") -> dict[str, dict]:
+def map_shards(
+    stage: str,
+    fn: Callable[[Shard, dict], dict],
+    shards: list[Shard],
+    ctx: dict,
+    progress: Progress | None = None,
+    max_in_flight: int | None = None,
+    num_gpus: float = 0,
+    upstream: str = "",
+) -> dict[str, dict]:
     """`fn(shard, ctx)` for every shard, with done markers under the run's output; the stats of
     all shards (fresh and resumed), keyed by shard key, in shard order. A marker counts only
     for the same shard input (`Shard.ident`, its place among the source's files) and the same
     `upstream` (a digest of what the global steps before this one decided)."""
     fps = [fingerprint(stage, s.source, s.index, s.rel, s.ident, upstream) for s in shards]
-    res = run_tasks(stage, fn, [(s, ctx) for s in shards], state=ctx["output"], keys=[s.key for s in shards],
-                    progress=progress, max_in_flight=max_in_flight, num_gpus=num_gpus, fingerprints=fps)
+    res = run_tasks(
+        stage,
+        fn,
+        [(s, ctx) for s in shards],
+        state=ctx["output"],
+        keys=[s.key for s in shards],
+        progress=progress,
+        max_in_flight=max_in_flight,
+        num_gpus=num_gpus,
+        fingerprints=fps,
+    )
     return {s.key: r for s, r in zip(shards, res)}
 
 
@@ -348,14 +413,23 @@ def summarise(results: list[dict]) -> dict:
     """Peak worker memory, busy time, CPU time and the most memory one task added to its
     worker, of a round of tasks, from their results."""
     if not results:
-        return {"tasks": 0, "peak_worker_rss_mb": 0.0, "task_seconds": 0.0, "task_cpu_s": 0.0, "task_rss_growth_mb": 0.0}
-    return {"tasks": len(results), "peak_worker_rss_mb": round(max(r["_rss_mb"] for r in results), 1),
-            "task_seconds": round(sum(r["_seconds"] for r in results), 3),
-            "task_cpu_s": round(sum(r.get("_cpu_s", 0.0) for r in results), 3),
-            "task_rss_growth_mb": round(max(r["_rss_mb"] - r.get("_rss_start_mb", r["_rss_mb"]) for r in results), 1)}
+        return {
+            "tasks": 0,
+            "peak_worker_rss_mb": 0.0,
+            "task_seconds": 0.0,
+            "task_cpu_s": 0.0,
+            "task_rss_growth_mb": 0.0,
+        }
+    return {
+        "tasks": len(results),
+        "peak_worker_rss_mb": round(max(r["_rss_mb"] for r in results), 1),
+        "task_seconds": round(sum(r["_seconds"] for r in results), 3),
+        "task_cpu_s": round(sum(r.get("_cpu_s", 0.0) for r in results), 3),
+        "task_rss_growth_mb": round(max(r["_rss_mb"] - r.get("_rss_start_mb", r["_rss_mb"]) for r in results), 1),
+    }
 
 
-def task_rounds(stats, prefix: str = "") -> dict[str, dict]:
+def task_rounds(stats: object, prefix: str = "") -> dict[str, dict]:
     """Every round of tasks summarised (`summarise`) anywhere in a global step's nested
     statistics, by its dotted path (`stages.keys`, `signatures`, ...)."""
     if not isinstance(stats, dict):
@@ -368,16 +442,18 @@ def task_rounds(stats, prefix: str = "") -> dict[str, dict]:
     return out
 
 
-def task_totals(stats) -> dict:
+def task_totals(stats: object) -> dict:
     """A global step's rounds of tasks added up: tasks, task-seconds (`_seconds`), task
     CPU-seconds (`_cpu_s`), peak worker memory (`_rss_mb`), and each round's figures."""
     rounds = task_rounds(stats)
-    return {"tasks": sum(r["tasks"] for r in rounds.values()),
-            "_seconds": round(sum(r["task_seconds"] for r in rounds.values()), 3),
-            "_cpu_s": round(sum(r.get("task_cpu_s", 0.0) for r in rounds.values()), 3),
-            "_rss_mb": max([r["peak_worker_rss_mb"] for r in rounds.values()] or [0.0]),
-            "_rss_growth_mb": max([r.get("task_rss_growth_mb", 0.0) for r in rounds.values()] or [0.0]),
-            "rounds": rounds}
+    return {
+        "tasks": sum(r["tasks"] for r in rounds.values()),
+        "_seconds": round(sum(r["task_seconds"] for r in rounds.values()), 3),
+        "_cpu_s": round(sum(r.get("task_cpu_s", 0.0) for r in rounds.values()), 3),
+        "_rss_mb": max([r["peak_worker_rss_mb"] for r in rounds.values()] or [0.0]),
+        "_rss_growth_mb": max([r.get("task_rss_growth_mb", 0.0) for r in rounds.values()] or [0.0]),
+        "rounds": rounds,
+    }
 
 
 def default_workers() -> int:
@@ -393,9 +469,16 @@ def make_progress(enabled: bool = True) -> Progress:
     """The progress display of a command: one bar per round of tasks (shard steps, dedup rounds,
     connected-components iterations), tasks done / total, documents, elapsed time."""
     global _PROGRESS
-    _PROGRESS = Progress(TextColumn("[bold]{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-                         TextColumn("tasks"), TextColumn("{task.fields[docs]:>10,} docs"), TimeElapsedColumn(),
-                         disable=not enabled, transient=False)
+    _PROGRESS = Progress(
+        TextColumn("[bold]{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tasks"),
+        TextColumn("{task.fields[docs]:>10,} docs"),
+        TimeElapsedColumn(),
+        disable=not enabled,
+        transient=False,
+    )
     return _PROGRESS
 
 

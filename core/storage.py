@@ -5,6 +5,7 @@ goes through `check_write`, which holds a run to its output and scratch folders 
 off its inputs. Streams decompress and compress by suffix (.gz, .zst), so memory never grows
 with file size.
 """
+
 from __future__ import annotations
 
 import glob as _glob
@@ -13,7 +14,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import fsspec
 import zstandard
@@ -54,7 +55,7 @@ def relpath(path: str, root: str) -> str:
     root = root.rstrip("/") + "/"
     if not path.startswith(root):
         raise InputError(f"{path} is not under {root}")
-    return path[len(root):]
+    return path[len(root) :]
 
 
 def expand_globs(root: str, patterns: list[str]) -> list[str]:
@@ -85,11 +86,15 @@ def open_binary(path: str, mode: str = "rb") -> IO[bytes]:
     comp = _compression(path)
     if "w" in mode or "a" in mode:
         check_write(path)
-    raw = fsspec.open(path, mode).open()
+    raw: IO[bytes] = fsspec.open(path, mode).open()
+    # GzipFile is an io.BufferedIOBase, which typeshed does not declare an IO[bytes] (IO is a
+    # class there, not a protocol), though it has every method of one
     if comp == "gzip":
         if "w" in mode:  # level 3: near level 9's size at several times its speed
-            return gzip.GzipFile(filename="", fileobj=raw, mode=mode, mtime=0, compresslevel=GZIP_LEVEL)
-        return gzip.GzipFile(fileobj=raw, mode=mode)
+            return cast(
+                IO[bytes], gzip.GzipFile(filename="", fileobj=raw, mode=mode, mtime=0, compresslevel=GZIP_LEVEL)
+            )
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode=mode))
     if comp == "zstd":
         if "w" in mode:
             return zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)
@@ -153,13 +158,16 @@ def check_write(path: str) -> None:
     p = normalize_path(path)
     inside = [r for r in pol.roots if _under(p, r)]
     if not inside:
-        raise UnsafeWriteError(f"refusing to write {path}: it resolves to {p}, outside the output "
-                               f"({', '.join(pol.roots)}); a name in the mix file may not leave the output folder")
+        raise UnsafeWriteError(
+            f"refusing to write {path}: it resolves to {p}, outside the output "
+            f"({', '.join(pol.roots)}); a name in the mix file may not leave the output folder"
+        )
     deepest = max(inside, key=len)
     for prot in pol.protect:
         if _under(p, prot) and not _under(deepest, prot):
-            raise UnsafeWriteError(f"refusing to write {path}: it lies under the input data root {prot}; "
-                                   "inputs are never written")
+            raise UnsafeWriteError(
+                f"refusing to write {path}: it lies under the input data root {prot}; inputs are never written"
+            )
 
 
 def begin_task_writes() -> None:
@@ -207,10 +215,10 @@ class AtomicWriter:
         finally:
             remove(self.tmp)
 
-    def __enter__(self) -> "AtomicWriter":
+    def __enter__(self) -> AtomicWriter:
         return self
 
-    def __exit__(self, exc_type, *_) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self.commit()
         else:
@@ -237,7 +245,8 @@ def remove(path: str) -> None:
 
 def exists(path: str) -> bool:
     fs, _, _ = fsspec.get_fs_token_paths(path)
-    return fs.exists(path)
+    found: bool = fs.exists(path)
+    return found
 
 
 def write_text_atomic(path: str, text: str) -> None:
@@ -248,7 +257,8 @@ def write_text_atomic(path: str, text: str) -> None:
 
 def read_text(path: str) -> str:
     with fsspec.open(path, "rt", encoding="utf-8") as f:
-        return f.read()
+        text: str = f.read()
+        return text
 
 
 def file_size(path: str) -> int:
@@ -266,7 +276,7 @@ def list_files(root: str, suffix: str = "") -> list[str]:
     return sorted(p for p in out if p.endswith(suffix) and ".tmp-" not in p)
 
 
-def fs_of(path: str):
+def fs_of(path: str) -> fsspec.AbstractFileSystem:
     return fsspec.get_fs_token_paths(path)[0]
 
 
@@ -278,12 +288,14 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 
 def read_bytes(path: str) -> bytes:
     with fsspec.open(path, "rb") as f:
-        return f.read()
+        data: bytes = f.read()
+        return data
 
 
 def open_random(path: str) -> IO[bytes]:
     """A seekable binary reader (range requests on object storage)."""
-    return fsspec.open(path, "rb").open()
+    f: IO[bytes] = fsspec.open(path, "rb").open()
+    return f
 
 
 def glob(pattern: str) -> list[str]:
@@ -348,6 +360,6 @@ class local_copy:
                 out.write(chunk)
         return self._tmp
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, *_: object) -> None:
         if self._tmp is not None:
             os.remove(self._tmp)
