@@ -39,7 +39,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-import importlib.util  # noqa: E402
+import importlib.util
 
 _spec = importlib.util.spec_from_file_location("dedup_bench", os.path.join(HERE, "dedup.py"))
 bench = importlib.util.module_from_spec(_spec)  # benchmarks/dedup.py: the corpus and the exact answer

@@ -139,7 +139,7 @@ def main() -> int:
         "held_out_tokens": s["prep"]["streams"], "spearman_oof_by_objective": oof_by_objective(s),
         "proxy_tokens_per_s": [p_["train_tokens_per_s"] for p_ in s["proxies"]],
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after],
-    }  # fmt: skip
+    }
     with open(os.path.join(a.output, "benchmark.json"), "w") as f:
         json.dump(out, f, indent=1)
     print(json.dumps({k: v_ for k, v_ in out.items() if k != "proxy_tokens_per_s"}, indent=1))

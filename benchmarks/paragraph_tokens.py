@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
-from dolma_prep.dedup import paragraphs, text  # noqa: E402
-from dolma_prep.core import io  # noqa: E402
+from dolma_prep.core import io
+from dolma_prep.dedup import paragraphs, text
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "sample-corpus", "documents")
 

@@ -65,8 +65,8 @@ def du(path: str) -> int:
 def one(root: str, n_bytes: int, workers: int, min_length: int, part_size: int | None) -> dict:
     import ray
 
-    from dolma_prep.dedup.substrings import DEFAULTS, run_substrings
     from dolma_prep.core.io import expand_globs
+    from dolma_prep.dedup.substrings import DEFAULTS, run_substrings
 
     files = expand_globs(root, ["*/*.jsonl.gz"])
     out = os.path.join(os.path.dirname(root), "attributes")

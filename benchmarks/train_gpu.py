@@ -169,11 +169,11 @@ def small_config(args, data: Path, save: Path, *sets: str):
     shape = [] if args.smoke else [
         "model.d_model=512", "model.n_heads=8", "model.n_layers=4", "model.mlp_hidden_size=4096",
         "model.max_sequence_length=1024", "global_batch_size=16", "micro_batch_size=8",
-    ]  # fmt: skip
+    ]
     config = load_config(base, [
         *shape, f"device={args.device}", "save_interval=0", "save_final=false", "optimizer.learning_rate=1e-3",
         "scheduler.name=constant", "scheduler.grad_clip_warmup_steps=null", "max_tokens=null", *sets,
-    ])  # fmt: skip
+    ])
     config.data.run_output, config.data.paths, config.save_folder = str(data), [], str(save)
     return config
 
@@ -191,7 +191,7 @@ def check_bf16_vs_fp32(args, data: Path, work: Path) -> dict:
         "bf16_first_last": [runs["bf16"][0], runs["bf16"][-1]],
         # and the runs learn: over 50 steps the loss must fall by more than 0.5 (the smoke's few steps: fall)
         "ok": max(diffs) <= BF16_TOLERANCE and runs["bf16"][-1] < runs["bf16"][0] - (0.5 if len(diffs) >= 50 else 0.0),
-    }  # fmt: skip
+    }
 
 
 def check_resume(args, data: Path, work: Path) -> dict:
@@ -212,7 +212,7 @@ def check_resume(args, data: Path, work: Path) -> dict:
     return {
         "resumed_steps": len(resumed), "bit_identical": full[3:] == resumed, "max_abs_diff": diff,
         "uninterrupted_runs_identical": full == again, "ok": full[3:] == resumed,
-    }  # fmt: skip
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def variants(args) -> list[dict]:
     """Each row: a name, what it compares to, and its config overrides on top of the 1B base
     (bf16, micro-batch 2, FSDP2 on one rank, SDPA with torch's kernel choice, foreach AdamW,
     no activation checkpointing, reshard after forward)."""
-    seven = [f"model.d_model=4096", "model.n_heads=32", "model.mlp_hidden_size=22016"]
+    seven = ["model.d_model=4096", "model.n_heads=32", "model.mlp_hidden_size=22016"]
     rows = [
         {"name": "1b eager", "ref": None, "sets": ["compile=false"], "profile": True},
         {"name": "1b compiled", "ref": "1b eager", "sets": ["compile=true"], "profile": True},
@@ -231,7 +231,7 @@ def variants(args) -> list[dict]:
             {"name": f"7b-shaped {n} layers compiled", "ref": None, "model": "7b", "layers": n,
              "sets": ["compile=true", *seven, f"model.n_layers={n}"], "group": "7b"}
             for n in args.layers_7b
-        ],  # fmt: skip
+        ],
         {"name": "sdpa flash", "ref": "1b eager", "sets": ["compile=false", "sdpa_backend=flash"], "profile": True},
         {"name": "sdpa efficient", "ref": "1b eager", "sets": ["compile=false", "sdpa_backend=efficient"], "profile": True},
         {"name": "sdpa cudnn", "ref": "1b eager", "sets": ["compile=false", "sdpa_backend=cudnn"], "profile": True},
@@ -258,7 +258,7 @@ def throughput_config(args, data: Path, work: Path, row: dict):
     config = load_config("tiny" if args.smoke else "1b", [
         *base, f"device={args.device}", "save_interval=0", "save_final=false", f"max_steps={args.steps}",
         "max_tokens=null", *row["sets"],
-    ])  # fmt: skip
+    ])
     # a 2-step warmup so that the losses move and the rows can be compared on them
     config.scheduler.units, config.scheduler.t_warmup, config.scheduler.t_max = "steps", 2, 10_000
     config.data.run_output, config.data.paths = str(data), []
@@ -278,7 +278,7 @@ def attention_kernels(trainer: Trainer) -> list[str]:
         e.key for e in prof.key_averages()
         if ATTENTION_NAMES.search(e.key) and e.key != "aten::scaled_dot_product_attention"  # the dispatcher
         and not e.key.startswith("autograd::") and not e.key.endswith("Backward0")  # autograd's wrappers
-    }  # fmt: skip
+    }
     return sorted(n[:90] for n in names)
 
 
@@ -300,7 +300,7 @@ def run_variant(args, data: Path, work: Path, row: dict, reference: dict | None)
         trainer = None
         free_memory(args.device)
         return {**record, "status": f"out of memory: {str(e).splitlines()[0][:200]}"}
-    except Exception as e:  # e.g. a forced SDPA kernel that cannot run here: said, not hidden, and the next row runs
+    except Exception as e:  # noqa: BLE001 e.g. a forced SDPA kernel that cannot run here: said, not hidden, and the next row runs
         trainer = None
         free_memory(args.device)
         return {**record, "status": f"error: {' '.join(str(e).split())[:300]}"}
@@ -323,7 +323,7 @@ def run_variant(args, data: Path, work: Path, row: dict, reference: dict | None)
         wall_s=wall,
         losses=losses,
         attention_kernels=kernels,
-    )  # fmt: skip
+    )
     if reference and reference.get("status") == "ok":
         record["max_loss_diff_vs_ref"] = max(abs(a - b) for a, b in zip(losses, reference["losses"]))
         record["speedup_vs_ref"] = record["tokens_per_s"] / reference["tokens_per_s"]
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if not torch.cuda.is_available():
             print(f"train_gpu: CUDA was asked for, but torch {torch.__version__} sees no GPU; use --smoke for the "
-                  f"CPU run. Nothing was measured.", file=sys.stderr)  # fmt: skip
+                  f"CPU run. Nothing was measured.", file=sys.stderr)
             return 2
         args.device = torch.device("cuda", 0)
         args.precision_steps = 50
@@ -419,12 +419,12 @@ def main(argv: list[str] | None = None) -> int:
         results.add("data", tokens=n_tokens, path=str(data))
         for name, check in (("logits", lambda: check_logits(args.device, args.work)),
                             ("bf16_vs_fp32", lambda: check_bf16_vs_fp32(args, data, args.work)),
-                            ("resume", lambda: check_resume(args, data, args.work))):  # fmt: skip
+                            ("resume", lambda: check_resume(args, data, args.work))):
             if name in sections:
                 t = time.perf_counter()
                 try:
                     outcome = check()
-                except Exception as e:  # recorded as a failed check; the rest still runs
+                except Exception as e:  # noqa: BLE001 recorded as a failed check; the rest still runs
                     outcome = {"ok": False, "error": f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"}
                     free_memory(args.device)
                 record = results.add(name, **outcome, wall_s=time.perf_counter() - t)
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in variants(args):
                 if args.time_limit and time.perf_counter() - t0 > args.time_limit - 60:
                     results.add("throughput", name=row["name"], model=row.get("model", "1b"), sets=row["sets"],
-                                ref=row["ref"], status="not run: out of time")  # fmt: skip
+                                ref=row["ref"], status="not run: out of time")
                     continue
                 if row.get("group") == "7b" and any(r.get("model") == "7b" and r["status"] == "ok" for r in done.values()):
                     continue  # the 7B shape is tried with fewer layers only when more did not fit

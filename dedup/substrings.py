@@ -139,7 +139,7 @@ def _read_range(path: str, start: int, count: int, dtype) -> np.ndarray:
         f.seek(start * size)
         data = f.read(count * size)
     if len(data) != count * size:
-        raise IOError(f"{path}: expected {count * size} bytes at offset {start * size}, read {len(data)}")
+        raise OSError(f"{path}: expected {count * size} bytes at offset {start * size}, read {len(data)}")
     return np.frombuffer(data, dtype=dtype)
 
 

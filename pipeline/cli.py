@@ -22,11 +22,9 @@ MAX_REPEATS_WITHOUT_YES = 10
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .mixfile import load_mix
+    from .mixfile import check_scale, check_workers, load_mix
     from .run import run
     from .stats import compute, render
-
-    from .mixfile import check_scale, check_workers
 
     mix = load_mix(args.mix, data_root=args.data_root, output=args.output)
     if args.scale is not None:
@@ -207,9 +205,8 @@ def _cmd_tag(args: argparse.Namespace) -> int:
     from dolma_prep.taggers import registry
 
     from ..core.runtime import init_ray, make_progress
-    from .stages.tag import tag_documents
-
     from .mixfile import check_name
+    from .stages.tag import tag_documents
 
     check_name(args.experiment, "--experiment")  # it becomes a folder name beside the documents
     registry.load_modules(args.tagger_modules or [])
@@ -354,8 +351,8 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
 
 def _cmd_tokenize(args: argparse.Namespace) -> int:
     from ..core import io
-    from .mixfile import BUNDLED_TOKENIZER, TokenizerConfig
     from ..core.runtime import Shard, init_ray, make_progress, map_shards
+    from .mixfile import BUNDLED_TOKENIZER, TokenizerConfig
     from .stages.tokenize import choose_dtype, load_tokenizer, run_command_shard
 
     tcfg = TokenizerConfig(path=args.tokenizer or BUNDLED_TOKENIZER, eos_token_id=args.eos_token_id,
@@ -425,7 +422,7 @@ def _cmd_mix_search(args: argparse.Namespace) -> int:
         folds=args.folds, samples=args.samples, top=args.top, holdout=args.holdout, eval_sets=args.eval_sets or [],
         eval_tokens=args.eval_tokens, verify_seeds=args.verify_seeds, seed=args.seed,
         proxy_seeds=args.proxy_seeds, cpus_per_proxy=args.cpus_per_proxy, gpus_per_proxy=args.gpus_per_proxy, write_mix=args.write_mix,
-        html=args.html)  # fmt: skip
+        html=args.html)
     try:
         s = search(args.mix, args.pool, opts, workers=args.workers, ray_address=args.ray_address,
                    progress=not args.quiet)

@@ -253,7 +253,7 @@ class LogLinear:
 
     GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)  # in units of the standardised Gram matrix (diagonal n)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "LogLinear":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LogLinear:
         if np.any(y <= 0):
             raise ValueError("loglinear regression needs positive objective values (losses); use --regression gbm")
         X = np.asarray(X, dtype=float)
@@ -302,7 +302,7 @@ class Additive:
         X = np.atleast_2d(np.asarray(X, dtype=float))
         return np.hstack([np.log(X[:, [own]] + SHARE_EPS), X]) if own is not None else np.log(X + SHARE_EPS)
 
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> "Additive":
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> Additive:
         Y = np.asarray(Y, dtype=float)
         if Y.ndim != 2 or Y.shape[1] != len(self.terms):
             raise ValueError(f"additive regression: {len(self.terms)} streams, losses of shape {Y.shape}")
@@ -332,7 +332,7 @@ class Boosted:
     def __init__(self, seed: int):
         self.seed = seed
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "Boosted":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Boosted:
         from sklearn.ensemble import GradientBoostingRegressor
 
         self.model = GradientBoostingRegressor(n_estimators=300, learning_rate=0.05, max_depth=2,
@@ -514,8 +514,8 @@ def proxy_seeds(opts: SearchOptions, n: int) -> list[int]:
 def search(mix_path: str, pool: str, opts: SearchOptions, workers: int | None = None,
            ray_address: str | None = None, progress: bool = True) -> dict:
     """Run (or resume) a search; returns the summary written to `<output>/search.json`."""
-    from .mixfile import load_mix
     from ..core.runtime import init_ray, make_progress
+    from .mixfile import load_mix
 
     started = time.perf_counter()
     if opts.metric not in METRICS:
@@ -600,7 +600,7 @@ def search(mix_path: str, pool: str, opts: SearchOptions, workers: int | None = 
                      "sensitivity": sens.tolist()},
         "verify": verify,
         "base_shares": base.tolist(),
-    }  # fmt: skip
+    }
     summary["verdict"] = verdict(summary)
     mix_out = opts.write_mix or io.join(output, f"{mix.name}-search.yaml")
     summary["mix_file"] = write_proposal(mix_path, mix, names, base, proposal, summary, mix_out)
@@ -652,7 +652,7 @@ def rebase_paths(raw: dict, old_dir: str, new_dir: str) -> None:
             if k.endswith("_path"):
                 t["options"][k] = fix(v) if isinstance(v, str) else [fix(x) if isinstance(x, str) else x for x in v]
     dedup = raw.get("dedup") or {}
-    for kind, cfg in dedup.items():
+    for _kind, cfg in dedup.items():
         if not isinstance(cfg, dict):
             continue
         if isinstance(cfg.get("against"), str):

@@ -163,13 +163,13 @@ class Source(Strict):
         return safe_name(v, "source name")
 
     @model_validator(mode="after")
-    def _one_input(self) -> "Source":
+    def _one_input(self) -> Source:
         if bool(self.documents) == (self.dataset is not None):
             raise ValueError(f"source {self.name!r}: give either 'documents' (globs) or 'dataset', exactly one")
         return self
 
     @model_validator(mode="after")
-    def _one_target(self) -> "Source":
+    def _one_target(self) -> Source:
         if self.proportion is not None and self.tokens is not None:
             raise ValueError(f"source {self.name!r}: give either 'proportion' or 'tokens', not both")
         return self
@@ -215,7 +215,7 @@ class MixFile(Strict):
         return _scale_value(v, "")
 
     @model_validator(mode="after")
-    def _one_writer_per_folder(self) -> "MixFile":
+    def _one_writer_per_folder(self) -> MixFile:
         """Every tagger experiment and every dedup kind writes `attributes/<name>/` under the output:
         two producers with one name would overwrite each other's files (or, resumed, read the other's
         as their own). Names differing only in case collide on case-insensitive file systems too."""
@@ -375,7 +375,7 @@ def _format_error(path: str, raw: dict, err: ValidationError, root: type[BaseMod
     return "\n".join([f"{path}: invalid {what} ({n} error{'s' if n > 1 else ''})", *error_lines(err, root, where)])
 
 
-def _check_filters(path: str, mix: "MixFile", raw: dict) -> None:
+def _check_filters(path: str, mix: MixFile, raw: dict) -> None:
     """Compile every filter rule now, so that a rule that is not valid jq / JSONPath or that
     reaches outside the document (see filters.py) stops the run before anything starts."""
     from .filters import compile_expression

@@ -14,8 +14,9 @@ source under `steps.<name>`, and `stats` / the report print every declared step 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,8 @@ class Step:
     counters: tuple[str, ...] = ()  # per-shard counters summed per source in the manifest
     run_shard: Callable[[Any, dict], dict] | None = None
     run_global: Callable[[Any, list, dict, Any], dict] | None = None
-    when: Callable[[Any], bool] = lambda mix: True  # noqa: E731 (does this mix need the step?)
-    num_gpus: Callable[[Any], float] = lambda mix: 0.0  # noqa: E731 (GPUs per shard task, from the mix)
+    when: Callable[[Any], bool] = lambda mix: True  # does this mix need the step?
+    num_gpus: Callable[[Any], float] = lambda mix: 0.0  # GPUs per shard task, from the mix
 
     def __post_init__(self) -> None:
         if (self.run_shard is None) == (self.run_global is None):

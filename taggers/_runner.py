@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from dolma_prep.core.io import format_score
 
@@ -101,7 +102,7 @@ class TaggerSet:
         for name, experiment, tagger in self.taggers:
             try:
                 results = tagger.predict_batch(docs)
-            except Exception:  # one bad document must not cost the batch: retry one by one
+            except Exception:  # noqa: BLE001 one bad document must not cost the batch: retry one by one
                 results = []
                 for d in docs:
                     try:

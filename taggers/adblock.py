@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from .registry import Document, Spans, Tagger, register
 from .urls import url_key
@@ -85,7 +85,7 @@ class AdblockList(Tagger):
             # (source domain "" differs from the URL's); older engines, like the one in the
             # `adblock` wheel, would leave it undecided and let `$~third-party` rules match too
             return bool(self.engine.check_network_urls_with_hostnames(f"http://{key}", host, "", "", True).matched)
-        except Exception:  # a URL the engine cannot parse (dolma raises): not blocked
+        except Exception:  # noqa: BLE001 a URL the engine cannot parse (dolma raises): not blocked
             return False
 
     def predict(self, doc: Document) -> dict[str, Spans]:

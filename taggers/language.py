@@ -31,7 +31,7 @@ def _transliterate(text: str) -> str:
     try:
         from anyascii import anyascii
     except ImportError:  # pragma: no cover - optional: without it we go straight to the last fallback
-        raise ValueError("anyascii not installed")
+        raise ValueError("anyascii not installed") from None
     return anyascii(text)
 
 

@@ -23,8 +23,9 @@ import os
 import pkgutil
 import re
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, ClassVar
 
 Spans = list[list[float]]
 

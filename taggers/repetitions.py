@@ -23,7 +23,8 @@ the matching tail of the row before and head of the row after, is a stretch repe
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

@@ -61,11 +61,11 @@ def python_natural_text(source: str) -> str:
         warnings.simplefilter("ignore")
         try:
             docstrings = _python_docstrings(source)
-        except Exception:
+        except Exception:  # noqa: BLE001 source that does not parse has no docstrings (as dolma)
             docstrings = ""
         try:
             comments = _python_comments(source)
-        except Exception:
+        except Exception:  # noqa: BLE001 source the tokenizer cannot read has no comments (as dolma)
             comments = ""
     return (docstrings + "\n" + comments).strip()
 
@@ -131,7 +131,7 @@ class CodeStarCoderV2(Tagger):
         if lang == "html":
             try:
                 text_ratio = html_text_ratio(text)
-            except Exception:
+            except Exception:  # noqa: BLE001 HTML the parser cannot read: ratio -1 (as dolma)
                 text_ratio = -1.0
         else:
             text_ratio = 1.0

@@ -31,7 +31,7 @@ import ipaddress
 import logging
 import os
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from dolma_prep.core import io
 
@@ -67,7 +67,7 @@ def url_key(url: str) -> str | None:
         return None
     try:
         host, port, path = _parse_url(url)
-    except Exception:
+    except Exception:  # noqa: BLE001 a URL urllib3 cannot parse matches no list entry
         return None
     return f"{host}{f':{port}' if port else ''}{path or ''}".rstrip("/").lower()
 
@@ -137,7 +137,7 @@ class Blocklist(Tagger):
             return
         try:
             host = _parse_url(key)[0]
-        except Exception:
+        except Exception:  # noqa: BLE001 a list entry urllib3 cannot parse has no host
             host = None
         if not host:
             return

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-
-from conftest import SAMPLE, read_gz_jsonl, run_cli
+from conftest import read_gz_jsonl, run_cli
 
 pytestmark = pytest.mark.slow  # one pipeline run on a local Ray, then reruns
 
@@ -78,7 +77,7 @@ def bad_run(tmp_path_factory):
     root = base / "documents"
     cases = build(root)
     lines = ["name: bad", "seed: 1", f"data_root: {root}", "taggers: [char_length_v1]", "dedup:", "  exact: {}", "sources:"]
-    for kind, (path, _, _) in cases.items():
+    for kind, (_path, _, _) in cases.items():
         lines.append(f"  - {{name: {kind}, documents: ['{kind}/*']}}")
     (base / "mix.yaml").write_text("\n".join(lines) + "\n")
     out = base / "out"

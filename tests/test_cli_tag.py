@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pytest
-
 from conftest import SAMPLE, read_gz_jsonl, run_cli, write_docs
 
 

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, SAMPLE, run_cli
 from test_crash import tree_hashes
 

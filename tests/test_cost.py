@@ -2,7 +2,6 @@
 import json
 
 import pytest
-
 from conftest import REPO, run_cli
 
 RATES = REPO / "benchmarks" / "rates.json"

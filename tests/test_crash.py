@@ -5,12 +5,10 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import CLI, run_cli, write_mix
 
 SOURCES = ["wiki", "flan", "c4", "reddit", "cc_en_head", "cc_en_tail"]

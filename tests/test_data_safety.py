@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import CLI, SAMPLE, run_cli
 
 from dolma_prep.core import io

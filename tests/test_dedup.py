@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from dolma_prep.core.io import AtomicWriter, iter_documents, parse_document
-from dolma_prep.dedup.signatures import band_keys, permutations, shingle_hashes, signatures
 from dolma_prep.dedup.paragraphs import _stride_keep
+from dolma_prep.dedup.signatures import band_keys, permutations, shingle_hashes, signatures
 from dolma_prep.dedup.text import (
-    WHITE_SPACE,
     _WORD_BOUNDARY,
+    WHITE_SPACE,
     dolma_tokens,
     normalized_word_bytes,
     normalized_words,
@@ -34,13 +34,13 @@ def test_dolma_tokens_match_dolma_rust_unit_test():
     s = "You can follow any responses to this entry through the RSS 2.0 feed"
     assert dolma_tokens(s) == [
         "You", "can", "follow", "any", "responses", "to", "this", "entry", "through", "the", "RSS", "2.0", "feed",
-    ]  # fmt: skip
+    ]
 
 
 def test_dolma_tokens_punctuation_and_unicode():
     assert dolma_tokens("Hello, world... don't 3,000.5 a_b") == [
         "Hello", ",", "world", ".", ".", ".", "don't", "3,000.5", "a_b",
-    ]  # fmt: skip
+    ]
     assert dolma_tokens("日本語 été\u3000x") == ["日", "本", "語", "été", "x"]
     assert dolma_tokens(" \t\n ") == []
 
@@ -89,8 +89,8 @@ def test_partition_uses_top_bits():
 
 @pytest.mark.parametrize("rounds", [1, 4])
 def test_seen_marks_exactly_the_keys_that_occurred_before_in_corpus_order(tmp_path, rounds):
-    from dolma_prep.dedup.paragraphs import _stage_seen
     from dolma_prep.core import io as pio
+    from dolma_prep.dedup.paragraphs import _stage_seen
 
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64)
@@ -323,8 +323,8 @@ ADVERSARIAL = [
     ],
 )
 def test_vectorised_paragraph_keys_equal_paragraph_by_paragraph(tmp_path, monkeypatch, overrides):
-    from dolma_prep.dedup import paragraphs
     from dolma_prep.core import io as pio
+    from dolma_prep.dedup import paragraphs
 
     docs = list(ADVERSARIAL)
     for f in sorted((Path(__file__).resolve().parents[1] / "sample" / "documents").glob("*/*.jsonl.gz"))[:6]:

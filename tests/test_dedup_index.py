@@ -22,13 +22,14 @@ import xxhash
 ray = pytest.importorskip("ray")
 
 from conftest import run_cli  # noqa: E402
+from test_dedup_ray import _edit_words, brute_force_pairs, build_planted_corpus, found_pairs  # noqa: E402
+
+from dolma_prep.core.io import InputError  # noqa: E402
 from dolma_prep.dedup import index as dindex  # noqa: E402
 from dolma_prep.dedup import minhash as dminhash  # noqa: E402
 from dolma_prep.dedup.exact import run_exact  # noqa: E402
 from dolma_prep.dedup.minhash import run_minhash  # noqa: E402
 from dolma_prep.dedup.text import normalized_words  # noqa: E402
-from dolma_prep.core.io import InputError  # noqa: E402
-from test_dedup_ray import _edit_words, build_planted_corpus, brute_force_pairs, found_pairs  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "sample", "documents")
@@ -220,7 +221,7 @@ def test_minhash_against_index_equals_joint_and_brute_force(releases, tmp_path):
     # matched ids: indexed documents similar to the marked one
     key_of_id = {d["id"]: (fi, pos) for fi, p in enumerate(r1) for pos, d in enumerate(read_jsonl(p)) if d}
     sims = []
-    for fi, (doc_path, attr_path) in enumerate(new):
+    for fi, (_doc_path, attr_path) in enumerate(new):
         for pos, a in enumerate(read_attr(attr_path, "mh")):
             if "mh__matched_id" in a["attributes"]:
                 x, y = sets[(len(r1) + fi, pos)], sets[key_of_id[a["attributes"]["mh__matched_id"][0][2]]]
@@ -406,7 +407,7 @@ def test_mix_file_dedup_against_index(releases, tmp_path):
     e = run_exact(direct_e, "exact_duplicates", str(tmp_path / "w1"), against=str(tmp_path / "idx"))
     mh = run_minhash(direct_m, "minhash_duplicates", str(tmp_path / "w2"), against=str(tmp_path / "idx"),
                      memory_budget_mb=512)
-    for kind, name, direct in (("exact", "exact_duplicates", direct_e), ("minhash", "minhash_duplicates", direct_m)):
+    for _kind, name, direct in (("exact", "exact_duplicates", direct_e), ("minhash", "minhash_duplicates", direct_m)):
         staged = [read_attr(str(tmp_path / "out" / "attributes" / name / s.rel), name) for s in shards]
         assert staged == [read_attr(o, name) for _, o in direct]
     from dolma_prep.dedup.decontam import run_decontaminate

@@ -16,9 +16,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from dolma_prep.core.io import InputError  # noqa: E402
 from dolma_prep.dedup import substrings_merge as merge  # noqa: E402
 from dolma_prep.dedup.substrings import run_substrings  # noqa: E402
-from dolma_prep.core.io import InputError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "sample", "documents")

@@ -1,6 +1,5 @@
 """Same input, config and seed give byte-identical outputs at any worker count, run after run."""
 import pytest
-
 from conftest import run_cli, write_mix
 from test_crash import tree_hashes
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
-
 from conftest import REPO, TOKENIZER, read_gz_jsonl, run_cli, write_docs, write_mix
+from tokenizers import Tokenizer
 
 pytestmark = pytest.mark.slow  # pipeline runs on a local Ray
 

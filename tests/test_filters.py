@@ -4,11 +4,10 @@ import os
 import time
 
 import pytest
-
-from dolma_prep.pipeline.filters import FilterLimitError, FilterSet, check_jq, compile_expression
-from dolma_prep.core.io import InputError
-
 from conftest import run_cli
+
+from dolma_prep.core.io import InputError
+from dolma_prep.pipeline.filters import FilterLimitError, FilterSet, check_jq, compile_expression
 
 DOC = {"id": "1", "text": "t", "source": "s",
        "attributes": {"cc_multi_bin__cc_multi_bin__hq": [[0, 10, 0.5]], "empty": [],
@@ -202,9 +201,9 @@ def test_helper_process_cost_per_document():
     measured against evaluating the same rules in this process (no bound), on documents of the
     bundled sample with general.yaml's CC rules. Printed with -s; asserted loosely (a shared
     2-core machine)."""
+    import glob
     import gzip
     import json
-    import glob
 
     root = os.path.join(os.path.dirname(__file__), "..", "sample", "documents")
     docs = []

@@ -8,7 +8,6 @@ import json
 
 import pytest
 import yaml
-
 from conftest import REPO, SAMPLE, TOKENIZER, read_gz_jsonl, run_cli
 
 CC_LIKE = {"c4", "cc_en_head", "cc_en_middle", "cc_en_tail"}  # dd_ngram_dp_030-qc_cc_en_bin_001

@@ -1,7 +1,7 @@
 """Document I/O: formats, streaming, precise rejects, atomic writes."""
 import gzip
-import random
 import json
+import random
 
 import pytest
 import zstandard

@@ -6,8 +6,17 @@ import tracemalloc
 import pytest
 
 from dolma_prep.core.io import InputError
-from dolma_prep.pipeline.mixfile import (MAX_MIX_BYTES, MAX_PROPORTION, MAX_TOKENS, MAX_YAML_NODES, check_name,
-                                         check_scale, check_workers, config_diff, load_mix)
+from dolma_prep.pipeline.mixfile import (
+    MAX_MIX_BYTES,
+    MAX_PROPORTION,
+    MAX_TOKENS,
+    MAX_YAML_NODES,
+    check_name,
+    check_scale,
+    check_workers,
+    config_diff,
+    load_mix,
+)
 
 BASE = """name: t
 data_root: docs

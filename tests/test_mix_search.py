@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO, TOKENIZER, run_cli, write_mix
-from dolma_prep.pipeline import mix_search as ms
+
 from dolma_prep.core.io import InputError
+from dolma_prep.pipeline import mix_search as ms
 from dolma_prep.pipeline.mixfile import load_mix
 from dolma_prep.pipeline.plan import plan
 from dolma_prep.training.data import write_run_output

@@ -5,7 +5,6 @@ OLMo's history, the Dolma 1.7 data card)."""
 import json
 
 import pytest
-
 from conftest import REPO, run_cli, write_mix
 
 # OLMo-7B-0424's official config (configs/official-0724/OLMo-7B-0424.yaml): GT per listed path and
@@ -104,7 +103,7 @@ def test_anneal_run_meets_the_scaled_plan_within_one_document(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     scale = manifest["sampling"]["scale"]
     assert manifest["sampling"]["mode"] == "tokens" and 0 < scale < 1e-5
-    for name, (gt, share) in ANNEAL.items():
+    for name, (_gt, share) in ANNEAL.items():
         s = manifest["sources"][name]
         assert s["planned_tokens"] == pytest.approx(50e9 * share / 100 * scale, rel=2e-3)
         sizes = pl.read_parquet(list((out / "_work" / "count" / name).glob("*.parquet")))["tokens"]
@@ -153,9 +152,8 @@ def test_run_writes_an_olmo_data_section(tmp_path):
 
 @pytest.mark.slow  # starts a local Ray
 def test_plan_measure_counts_the_data(tmp_path):
-    from tokenizers import Tokenizer
-
     from conftest import SAMPLE, TOKENIZER, read_gz_jsonl
+    from tokenizers import Tokenizer
 
     mix = tmp_path / "m.yaml"
     mix.write_text("name: m\ntotal_tokens: 1000\nsources:\n"
@@ -186,7 +184,7 @@ def test_demo_meets_every_planned_share_within_half_a_point(tmp_path):
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     total = sum(manifest["sources"][n]["tokens"] for n in ANNEAL)
-    for name, (gt, share) in ANNEAL.items():
+    for name, (_gt, share) in ANNEAL.items():
         achieved = 100 * manifest["sources"][name]["tokens"] / total
         assert abs(achieved - share) <= 0.5, (name, achieved, share)
         assert manifest["sources"][name]["shortfall_tokens"] == 0.0

@@ -7,12 +7,11 @@ import struct
 import time
 
 import pytest
+from conftest import SAMPLE, TOKENIZER
 
 from dolma_prep.core.io import InputError
 from dolma_prep.pipeline.mixfile import REPO, load_mix
 from dolma_prep.pipeline.preflight import FASTTEXT_MAGIC, preflight
-
-from conftest import SAMPLE, TOKENIZER
 
 
 def _mix(tmp_path, body: str, sources: str = "  - {name: wiki, documents: ['wiki/*.jsonl.gz']}\n", **kw):

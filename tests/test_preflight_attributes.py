@@ -8,14 +8,13 @@ import os
 import sys
 
 import pytest
+from conftest import SAMPLE, TOKENIZER, run_cli, write_mix
 
-from dolma_prep.pipeline.attributes_known import known_attributes, rule_attributes, tagger_fields
 from dolma_prep.core.io import InputError
+from dolma_prep.pipeline.attributes_known import known_attributes, rule_attributes, tagger_fields
 from dolma_prep.pipeline.mixfile import REPO, load_mix
 from dolma_prep.pipeline.preflight import attribute_problems, preflight
 from dolma_prep.taggers import registry
-
-from conftest import SAMPLE, TOKENIZER, run_cli, write_mix
 
 WIKI = "  - {name: wiki, documents: ['wiki/*.jsonl.gz']}\n"
 

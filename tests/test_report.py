@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import struct
@@ -17,11 +18,8 @@ import subprocess
 import zlib
 from pathlib import Path
 
-import os
-
 import numpy as np
 import pytest
-
 from conftest import run_cli
 from test_stats import LENGTH, SOURCES, inspect_run
 

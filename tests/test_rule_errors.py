@@ -5,10 +5,9 @@ import json
 import re
 
 import pytest
+from conftest import write_docs
 
 from dolma_prep.pipeline.filters import FilterLimitError, FilterSet, RuleErrors, compile_expression
-
-from conftest import write_docs
 
 NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
@@ -201,8 +200,8 @@ def test_runaway_rule_message_is_one_line():
 # ----------------------------------------------------------------------------- select
 
 def _select_ctx(tmp_path, shards: dict[str, list[dict]], exclude: list[str]):
-    from dolma_prep.pipeline.mixfile import load_mix
     from dolma_prep.core.runtime import Shard
+    from dolma_prep.pipeline.mixfile import load_mix
 
     root, out = tmp_path / "data", tmp_path / "out"
     for rel, docs in shards.items():

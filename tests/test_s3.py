@@ -1,14 +1,11 @@
 """Cloud storage through a real S3 API: moto's ThreadedMotoServer on loopback serves the S3
 HTTP API; documents are read from and every output written to s3:// URLs through fsspec
 (s3fs), the code path users use, and the result equals the local run."""
-import hashlib
 import json
 import os
 import socket
-from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLE, run_cli, write_mix
 from test_crash import tree_hashes
 

@@ -11,7 +11,6 @@ import json
 from collections import Counter
 
 import pytest
-
 from conftest import read_gz_jsonl, run_cli
 from test_stats import BAD_LINE, EXP, LENGTH, input_records, inspect_run, unit
 

@@ -4,7 +4,6 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SAMPLE, read_gz_jsonl, run_cli
 from test_crash import tree_hashes
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xxhash
-
 from conftest import SAMPLE, read_gz_jsonl, run_cli
 
 pytestmark = pytest.mark.slow  # one shared pipeline run on a local Ray (~25 s)

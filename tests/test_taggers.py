@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from dolma_prep.taggers import registry
 from dolma_prep.core.io import format_score
 from dolma_prep.pipeline.stages.tag import _tag_one
+from dolma_prep.taggers import registry
 from dolma_prep.taggers._runner import format_line
 from dolma_prep.taggers.registry import Document
 

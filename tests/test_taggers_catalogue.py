@@ -8,8 +8,8 @@ import random
 import time
 
 import pytest
-
 from conftest import SAMPLE, read_gz_jsonl
+
 from dolma_prep.taggers import registry
 from dolma_prep.taggers.registry import Document
 

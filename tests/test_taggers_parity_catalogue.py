@@ -24,7 +24,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLE, read_gz_jsonl, run_cli, write_docs
 from test_taggers_parity import peer  # noqa: F401  (the dolma peer venv fixture, shared)
 
@@ -118,7 +117,7 @@ def _url_docs() -> list[dict]:
             for i, u in enumerate(URLS)]
 
 
-def test_dolma_tag_and_dolma_prep_tag_write_identical_attribute_files(peer, resources, tmp_path):
+def test_dolma_tag_and_dolma_prep_tag_write_identical_attribute_files(peer, resources, tmp_path):  # noqa: F811
     d = resources
     spec = {
         "jigsaw_hatespeech_sentence_v2": {"model_path": str(d / "tox.bin")},
@@ -185,7 +184,7 @@ def _diff(ours: str, theirs: str) -> str:
     return "; ".join(f"{k}: ours {a.get(k)} dolma {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))[:3000]
 
 
-def test_where_dolma_raises_we_tag(peer, resources, tmp_path):
+def test_where_dolma_raises_we_tag(peer, resources, tmp_path):  # noqa: F811
     """The documented deviations, on dolma's own tagger classes (tests/fixtures/taggers/dolma_peer_tag.py,
     which records the exceptions that would stop `dolma tag`)."""
     from dolma_prep.taggers import registry

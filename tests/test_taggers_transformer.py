@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from conftest import SAMPLE, read_gz_jsonl, run_cli  # noqa: E402
+
 from dolma_prep.taggers import registry  # noqa: E402
 from dolma_prep.taggers.registry import Document  # noqa: E402
 

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-
 from conftest import REPO, SAMPLE, TOKENIZER, run_cli, write_docs
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 pytestmark = pytest.mark.peer
 

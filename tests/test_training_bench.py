@@ -16,7 +16,7 @@ SCRIPT = ROOT / "benchmarks" / "train_gpu.sh"
 ROWS = [
     "1b eager", "1b compiled", "7b-shaped 16 layers compiled", "sdpa flash", "sdpa efficient", "sdpa cudnn",
     "fused AdamW", "AC full", "AC one_in_two", "AC selected_ops", "no reshard after forward", "float8 compiled",
-]  # fmt: skip
+]
 
 
 def test_refuses_without_cuda(tmp_path):

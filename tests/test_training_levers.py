@@ -322,7 +322,7 @@ def test_compiled_blocks_with_checkpointing_match_eager(run_output, tmp_path):
     equal the eager run's, and the blocks' forwards are compiled functions."""
     eager = [m["loss"] for m in Trainer(tiny(run_output, tmp_path / "eager", "max_steps=2")).fit()]
     trainer = Trainer(tiny(run_output, tmp_path / "compiled", "max_steps=2", "compile=true",
-                           "activation_checkpointing=selected_ops"))  # fmt: skip
+                           "activation_checkpointing=selected_ops"))
     assert all(hasattr(b.forward, "_torchdynamo_orig_callable") for b in trainer.model.transformer.blocks)
     compiled = [m["loss"] for m in trainer.fit()]
     assert compiled == pytest.approx(eager, abs=1e-5)
@@ -340,7 +340,7 @@ def test_lever_config_fields():
     config = load_config("tiny", [
         "activation_checkpointing=selected_ops", "sdpa_backend=flash", "reshard_after_forward=false",
         "float8=true", "optimizer.fused=true", "attention=sdpa",
-    ])  # fmt: skip
+    ])
     assert (config.activation_checkpointing, config.sdpa_backend, config.reshard_after_forward) == ("selected_ops", "flash", False)
     assert config.float8 is True and config.optimizer.fused is True
     assert load_config("tiny", ["activation_checkpointing=true"]).activation_checkpointing is True

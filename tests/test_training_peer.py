@@ -57,7 +57,7 @@ def test_same_instances_and_order_as_olmo(tmp_path):
     spec = {
         "paths": [str(p) for p in paths], "masks": [str(m) for m in masks], "dtype": "uint16",
         "seq_len": seq_len, "global_batch": global_batch, "seed": seed, "runs": runs,
-    }  # fmt: skip
+    }
     done = subprocess.run(
         [str(VENV / "bin" / "python"), "-c", OLMO_SIDE, json.dumps(spec)], capture_output=True, text=True, timeout=300
     )

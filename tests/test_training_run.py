@@ -94,7 +94,7 @@ def test_load_path_with_trainer_reset(run_output, three_steps, tmp_path, reset_o
         run_output, tmp_path, "max_steps=2", f"load_path={stage1}", "reset_trainer_state=true",
         f"reset_optimizer_state={str(reset_optimizer).lower()}", "optimizer.learning_rate=1e-3",
         "scheduler.name=linear_with_warmup", "scheduler.t_warmup=0", "scheduler.alpha_f=0", "scheduler.t_max=2048",
-    )  # fmt: skip
+    )
     trainer = Trainer(config)
     start = load_model(stage1).state_dict()
     assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in start.items())
@@ -113,7 +113,7 @@ def two_ranks(run_output, tmp_path_factory) -> Path:
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "dolma_prep.training.train", "tiny", "--data", str(run_output), "--max-steps", "8",
         "--save-folder", str(folder), "--set", "log_data_indices=true",
-    ]  # fmt: skip
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return folder

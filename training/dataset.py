@@ -35,7 +35,7 @@ def build_dataset(config: TrainConfig):
             read_run_output(data.run_output, data.dtype), seq_len, mix.shares, total,
             seed=config.seed if mix.seed is None else mix.seed, max_repetition=reps, eos_token_id=eos,
             holdout=mix.holdout, holdout_seed=mix.holdout_seed, where=f"data.mixture over {data.run_output}",
-        )  # fmt: skip
+        )
     else:
         dataset = MemMapDataset(token_files(data), seq_len)
     if data.id_map:

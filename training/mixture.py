@@ -204,7 +204,7 @@ class MixtureDataset:
                 "share": self.shares[name], "target_tokens": target, "tokens": drawn,
                 "documents": len(picked), "available_tokens": docs.tokens,
                 "repetition": drawn / docs.tokens if docs.tokens else 0.0,
-            }  # fmt: skip
+            }
         file_idx, starts, lengths = (np.concatenate(x) for x in (file_idx, starts, lengths))
         order = np.argsort(np.array(keys, dtype=np.float64), kind="stable")
         self.doc_file, self.doc_start, self.doc_length = file_idx[order], starts[order], lengths[order]

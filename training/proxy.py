@@ -156,7 +156,7 @@ def train_proxy(spec: dict) -> dict:
         source_max_repetition=dict(spec["max_repetition"]), seed=int(spec["seed"]),
         holdout=float(spec["holdout"]), holdout_seed=int(spec["holdout_seed"]),
         eos_token_id=config.model.eos_token_id,  # the arrays' EOS, before the model's ids are remapped
-    )  # fmt: skip
+    )
     id_map = np.load(prep / "id_map.npy")
     if spec.get("vocab"):
         config.data.id_map = str(prep / "id_map.npy")
@@ -187,4 +187,4 @@ def train_proxy(spec: dict) -> dict:
         "train_tokens_per_s": trainer.state["tokens"] / seconds if seconds else None,
         "mixture": dataset.report, "params": trainer.model.num_params(), "threads": torch.get_num_threads(),
         "device": str(trainer.rt.device), "pid": os.getpid(),
-    }  # fmt: skip
+    }

@@ -182,7 +182,7 @@ class Trainer:
         self.order = DataOrder(
             self.dataset, c.global_batch_size, seed=c.seed, rank=self.rt.rank, world_size=self.rt.world_size,
             shuffle=c.data.shuffle, drop_last=c.data.drop_last,
-        )  # fmt: skip
+        )
         device_batch = c.global_batch_size // self.rt.world_size
         if device_batch % c.micro_batch_size:
             raise ValueError(f"device batch {device_batch} is not divisible by micro_batch_size {c.micro_batch_size}")
@@ -314,7 +314,7 @@ class Trainer:
                 "step_time_s": elapsed, "tokens_per_s": c.tokens_per_step / elapsed,
                 "tokens_per_s_per_device": per_device,
                 "mfu": per_device * flops_per_token / self.peak_flops if self.peak_flops else None,
-            }  # fmt: skip
+            }
             if self.rt.device.type == "cuda":
                 metrics["max_memory_gb"] = torch.cuda.max_memory_allocated(self.rt.device) / 2**30
             history.append(metrics)

@@ -5,8 +5,8 @@ from functools import lru_cache
 from typing import Any
 
 from ...core import io
-from ..mixfile import MixFile
 from ...core.runtime import Shard
+from ..mixfile import MixFile
 
 
 @lru_cache(maxsize=4)

@@ -178,7 +178,7 @@ def run_shard(shard: Shard, ctx: dict) -> dict:
             chars_in += len(doc["text"])
             attrs: dict = {}
             problem = None
-            for name, apath, line, obj, err in rows:
+            for _name, apath, line, obj, err in rows:
                 if err is not None or not isinstance(obj, dict):
                     problem = f"{apath}:{line}: {err or 'not a JSON object'}"
                     break

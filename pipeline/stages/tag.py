@@ -7,10 +7,9 @@ and gets an empty attribute line so the file stays aligned with its documents.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import contextlib
 import json
+from functools import lru_cache
 
 from dolma_prep.taggers import registry
 from dolma_prep.taggers._runner import TaggerSet, attribute_line
