@@ -155,29 +155,30 @@ def release_free_memory() -> None:
 _TRIM: Callable[[int], object] | Literal[False] | None = None  # None: not looked up yet
 
 
-def current_rss_mb() -> float:
-    """This process's resident set size now, in MiB (0.0 where /proc is absent)."""
+def _status_mb(field: str) -> float | None:
+    """One memory line of /proc/self/status (`VmRSS`, `VmHWM`) in MiB; None where /proc is absent."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return 0.0
+    return None
+
+
+def current_rss_mb() -> float:
+    """This process's resident set size now, in MiB (0.0 where /proc is absent)."""
+    return _status_mb("VmRSS") or 0.0
 
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process since `reset_peak_rss` (or its start), in MiB
     (VmHWM where /proc exists: `ru_maxrss` survives exec on Linux, so a process started from
     a large parent would report the parent's size)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

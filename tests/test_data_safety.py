@@ -56,6 +56,15 @@ def tokens_bytes(out: Path) -> dict[str, str]:
     return tree_digest(out / "tokens")
 
 
+def finished_run(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(data root, mix file, output) of one finished run over a private copy of the corpus."""
+    data = corpus(tmp_path)
+    p = mix(tmp_path, data)
+    out = tmp_path / "out"
+    run_cli("run", str(p), "--output", str(out), "-q", check=True)
+    return data, p, out
+
+
 # ------------------------------------------------------------------------------------ 1. traversal
 @pytest.mark.parametrize("extra", [
     "dedup:\n  exact: {attribute: ../../data, key: text}\n",
@@ -115,10 +124,7 @@ def test_a_typo_in_an_attribute_key_exits_2_at_preflight(tmp_path):
 # --------------------------------------------------------------------- 3, 5, 6: reruns (one Ray each)
 @pytest.mark.slow
 def test_an_edited_input_reruns_its_shard_and_matches_a_cold_run(tmp_path):
-    data = corpus(tmp_path)
-    p = mix(tmp_path, data)
-    out = tmp_path / "out"
-    run_cli("run", str(p), "--output", str(out), "-q", check=True)
+    data, p, out = finished_run(tmp_path)
     target = data / "wiki" / "0000.jsonl.gz"
     with gzip.open(target, "rt") as f:
         lines = f.read().splitlines()
@@ -158,10 +164,7 @@ def test_an_output_inside_the_input_glob_never_reads_itself(tmp_path):
 
 @pytest.mark.slow
 def test_a_damaged_output_is_detected_and_a_rerun_repairs_it(tmp_path):
-    data = corpus(tmp_path)
-    p = mix(tmp_path, data)
-    out = tmp_path / "out"
-    run_cli("run", str(p), "--output", str(out), "-q", check=True)
+    data, p, out = finished_run(tmp_path)
     good = {**tree_digest(out / "kept"), **tokens_bytes(out)}
     (out / "kept" / "wiki" / "0000.jsonl.gz").unlink()
     attr = out / "attributes" / "t" / "books" / "0000.jsonl.gz"
@@ -226,10 +229,7 @@ def test_a_source_written_many_times_over_needs_yes(tmp_path):
 # ----------------------------------------------------------------------------------- 8. messages
 @pytest.mark.slow
 def test_messages_changed_fields_empty_source_pipe_and_report(tmp_path):
-    data = corpus(tmp_path)
-    p = mix(tmp_path, data)
-    out = tmp_path / "out"
-    run_cli("run", str(p), "--output", str(out), "-q", check=True)
+    data, p, out = finished_run(tmp_path)
     # a changed configuration is refused naming the field that changed, old and new value
     p2 = mix(tmp_path, data, "min_text_length: 77\n", name="safety")
     r = run_cli("run", str(p2), "--output", str(out), "-q")
