@@ -7,7 +7,7 @@ As `dolma tokens` writes them (docs/REFERENCE.md section 4):
   token offsets (end exclusive), document id, input path, 1-based line;
 - the files of input shard i are `part-<i>-<k:05d>.npy` (k counts the files as they roll over).
 
-Both sides read this one module, so the writer (pipeline/stages/tokenize.py) and the readers
+Both sides read this one module, so the writer (pipeline/stages/tokenize_write.py) and the readers
 (`dolma-prep decode`, `stats`, training/data.py and training/mixture.py) cannot drift apart.
 """
 

@@ -19,10 +19,13 @@ import json
 import math
 
 import polars as pl
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from ..core import io
 from ..core.io import InputError
-from .stats import attribute_folders, load_manifest, read_bytes, read_jsonl_objects, shards_of
+from .outputs import attribute_folders, load_manifest, read_bytes, read_jsonl_objects, shards_of
 
 MODES = {"score": "first span's score", "count": "number of spans", "coverage": "characters covered by spans"}
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -250,10 +253,6 @@ def text_histogram(edges: list[float], counts: list[int], width: int = 40, below
 
 
 def render(summary: dict, console=None, histograms: bool = True) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
     console = console or Console(width=None if Console().is_terminal else 160)
     scope = "" if summary["status"] == "all" else f", {summary['status']} documents only"
     t = Table(title=escape(f"{summary['key']}: {summary['mode_meaning']} per document{scope}"))

@@ -2,7 +2,7 @@
 
 Everything is inline: charts are SVG drawn here (no chart library, no script, no font or
 stylesheet fetched), so the file opens offline and can be mailed or attached to a PR. The
-numbers are the ones `dolma-prep stats` computes and cross-checks (see pipeline/stats.py);
+numbers are the ones `dolma-prep stats` computes and cross-checks (pipeline/stats.py, verify.py);
 the attribute histograms come from pipeline/attrstats.py. The output depends only on the run:
 no timestamps, no absolute paths beyond the output folder's name as given.
 
@@ -15,8 +15,12 @@ from __future__ import annotations
 import html
 import math
 
+from ..core import io
+from ..core.io import InputError
 from . import attrstats
-from .stats import compute, load_manifest, replaced_text
+from .outputs import load_manifest
+from .stats import compute
+from .stats_render import replaced_text, rule_errors, steps_rows
 
 COLOURS = {"planned": "#9aa5b1", "achieved": "#2f6fdf", "written": "#2e9e5b", "sampled out": "#e0b400",
            "filtered": "#e06c2f", "deduplicated": "#8e44ad", "rejected": "#c0392b", "empty": "#7f8c8d",
@@ -301,8 +305,6 @@ def build(output: str, attributes: list[str] | None = None, max_attributes: int 
         for k in attributes:
             key, _, mode = k.partition(":")
             if key not in known:
-                from ..core.io import InputError
-
                 raise InputError(f"attribute {key!r} is not in the run's attribute files; known: {', '.join(known)}")
             chosen[key] = mode or "score"
     else:
@@ -347,8 +349,6 @@ def render_html(result: dict, manifest: dict, charts: list, attr_sections: list)
     else:
         out.append('<p class="ok">Checked: the manifest agrees with the token indexes, array sizes, attribute files, '
                    'dropped/, rejects/ and the replayed sampling of every kept document.</p>')
-    from .stats import rule_errors
-
     errs = rule_errors(result)
     if errs:
         out.append('<div class="err"><b>Filter rules that raised</b> (each such document counted as no match):<ul>'
@@ -370,8 +370,6 @@ def render_html(result: dict, manifest: dict, charts: list, attr_sections: list)
                        'selection only characters are measured, so the "read" bar is an estimate: read characters x '
                        'each source\'s measured tokens per character of its kept documents.</p>')
     if result.get("steps"):
-        from .stats import steps_rows
-
         header, rows = steps_rows(result["steps"])
         out.append("<h2>Steps of this run</h2>" + _table(header, rows, "steps"))
     out.append("<h2>Funnel per source</h2>")
@@ -400,8 +398,6 @@ def render_html(result: dict, manifest: dict, charts: list, attr_sections: list)
 
 
 def write(output: str, html_path: str, **kwargs) -> dict:
-    from ..core import io
-
     page, result = build(output, **kwargs)
     io.write_text_atomic(html_path, page)
     return result

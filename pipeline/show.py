@@ -32,17 +32,10 @@ from ..core.io import InputError
 from ..core.sampling import unit_hash
 from .filters import FilterSet
 from .mixfile import MixFile
-from .stages.tokenize import copies as n_copies
-from .stats import (
-    attribute_folders,
-    load_config,
-    load_manifest,
-    read_jsonl_objects,
-    rejects_path,
-    rule_label,
-    scan_index,
-    shards_of,
-)
+from .outputs import attribute_folders, load_config, load_manifest, read_jsonl_objects, scan_index, shards_of
+from .sampling_rule import copies as n_copies
+from .stages.common import rejects_path
+from .stats import rule_label
 
 MAX_SPANS = 20  # spans per attribute kept in the JSON output
 

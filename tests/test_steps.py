@@ -29,10 +29,11 @@ def test_a_new_step_is_one_declaration(tmp_path, monkeypatch):
     import ray.cloudpickle
 
     from dolma_prep.core.runtime import shutdown_ray
-    from dolma_prep.pipeline import stages, stats
+    from dolma_prep.pipeline import stages
     from dolma_prep.pipeline.mixfile import load_mix
     from dolma_prep.pipeline.report import build
     from dolma_prep.pipeline.run import run
+    from dolma_prep.pipeline.stats_render import steps_rows
     from dolma_prep.pipeline.steps import Step
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
@@ -60,7 +61,7 @@ def test_a_new_step_is_one_declaration(tmp_path, monkeypatch):
     for src, info in manifest["sources"].items():
         assert steps["select"]["counters"][src]["documents_kept"] == info["stages"]["selected"]["documents"]
         assert steps["tokenize"]["counters"][src]["tokens"] == info["tokens"]
-    header, rows = stats.steps_rows(manifest["steps"])
+    header, rows = steps_rows(manifest["steps"])
     assert "vowels" in header
     row = next(r for r in rows if r[0] == "vowels")
     assert row[header.index("vowels")] == f"{want['wiki']['vowels'] + want['flan']['vowels']:,}"

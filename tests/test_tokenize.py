@@ -17,9 +17,13 @@ from dolma_prep.core.sampling import unit_hash
 from dolma_prep.core.tokens import choose_dtype
 from dolma_prep.pipeline.encoder import encode_block, encode_flat
 from dolma_prep.pipeline.mixfile import TokenizerConfig
+from dolma_prep.pipeline.sampling_rule import copies
 from dolma_prep.pipeline.stages import tokenize as tk
+from dolma_prep.pipeline.stages import tokenize_encode
 from dolma_prep.pipeline.stages.common import Rejects
+from dolma_prep.pipeline.stages.token_store import stored_paths, usable_store
 from dolma_prep.pipeline.stages.tokenize import decode
+from dolma_prep.pipeline.stages.tokenize_write import PartWriter
 
 
 def _index(path):
@@ -238,14 +242,14 @@ def test_special_ids_that_do_not_fit_the_dtype_are_refused(tmp_path):
 
 
 def test_rolling_sampling_and_shuffle_in_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(tk, "BLOCK", 7)  # several shuffle blocks
+    monkeypatch.setattr(tokenize_encode, "BLOCK", 7)  # several shuffle blocks
     tok = Tokenizer.from_file(str(TOKENIZER))
     docs = [{"id": f"d{i}", "source": "s", "text": "word " * (1 + i % 13)} for i in range(60)]
     src = write_docs(tmp_path / "a.jsonl.gz", docs)
     rule = {"whole": 1, "threshold": 0.5}
     out, stats, _ = _tokenize(tmp_path, src, rule, max_tokens_per_file=25)
     got = _docs(out)
-    want = {d["id"]: tk.copies(unit_hash(3, "s", d["id"]), rule) for d in docs}
+    want = {d["id"]: copies(unit_hash(3, "s", d["id"]), rule) for d in docs}
     assert {k: len(v) for k, v in got.items()} == {k: n for k, n in want.items() if n}
     for i, d in enumerate(docs):
         for ids, loc in got.get(d["id"], []):
@@ -274,8 +278,8 @@ def test_a_document_longer_than_a_file_gets_a_file_of_its_own(tmp_path):
 def test_a_failing_writer_stops_the_pipeline_and_leaves_no_temporaries(tmp_path, monkeypatch):
     docs = [{"id": f"d{i}", "source": "s", "text": f"document {i}"} for i in range(50)]
     src = write_docs(tmp_path / "a.jsonl.gz", docs)
-    monkeypatch.setattr(tk, "BLOCK", 5)
-    real, calls = tk.PartWriter.write_block, []
+    monkeypatch.setattr(tokenize_encode, "BLOCK", 5)
+    real, calls = PartWriter.write_block, []
 
     def failing(self, *args):
         calls.append(1)
@@ -283,7 +287,7 @@ def test_a_failing_writer_stops_the_pipeline_and_leaves_no_temporaries(tmp_path,
             raise OSError("disk full")
         return real(self, *args)
 
-    monkeypatch.setattr(tk.PartWriter, "write_block", failing)
+    monkeypatch.setattr(PartWriter, "write_block", failing)
     before = threading.active_count()
     with pytest.raises(OSError, match="disk full"):
         _tokenize(tmp_path, src, max_tokens_per_file=1000)
@@ -298,7 +302,7 @@ def test_a_failing_reader_is_raised_in_the_task(tmp_path, monkeypatch):
         yield from ()
         raise RuntimeError("reader broke")
 
-    monkeypatch.setattr(tk, "_blocks", boom)
+    monkeypatch.setattr(tokenize_encode, "read_blocks", boom)
     before = threading.active_count()
     with pytest.raises(RuntimeError, match="reader broke"):
         _tokenize(tmp_path, src)
@@ -358,7 +362,7 @@ def _tree(folder):
 def test_tokenize_from_the_count_steps_ids_equals_encoding_again(tmp_path, monkeypatch):
     from dolma_prep.pipeline.stages import count
 
-    monkeypatch.setattr(tk, "BLOCK", 6)  # several blocks: the shuffle is per block
+    monkeypatch.setattr(tokenize_encode, "BLOCK", 6)  # several blocks: the shuffle is per block
     docs = [{"id": f"d{i}", "source": "s", "text": f" document {i} " + "word " * (i % 9)} for i in range(40)]
     docs[7]["text"] = "  \n "  # empty
     docs.insert(12, {"id": 99, "source": "s", "text": "an integer id"})
@@ -367,7 +371,7 @@ def test_tokenize_from_the_count_steps_ids_equals_encoding_again(tmp_path, monke
     ctx, shard = _target_ctx(tmp_path, docs, bad)
     out, work = tmp_path / "out", tmp_path / "out" / "_work"
     counted = count.run_shard(shard, ctx)
-    ids_path, meta_path = tk.stored_paths(str(work), shard.rel)
+    ids_path, meta_path = stored_paths(str(work), shard.rel)
     assert counted["documents_in"] == 41 and pio.exists(ids_path) and pio.exists(meta_path)
     assert counted["engine"].startswith("fastokens ") and counted["reference_documents"] == 0
     once = tk.run_shard(shard, ctx)
@@ -394,26 +398,26 @@ def test_stale_or_missing_stored_ids_are_not_used(tmp_path):
     docs = [{"id": f"d{i}", "source": "s", "text": f"text {i}"} for i in range(10)]
     ctx, shard = _target_ctx(tmp_path, docs)
     count.run_shard(shard, ctx)
-    assert tk.usable_store(ctx, shard) is not None
+    assert usable_store(ctx, shard) is not None
     write_docs(tmp_path / "out" / "kept" / "s" / "0000.jsonl.gz", docs[:5])  # the kept file was rewritten
-    assert tk.usable_store(ctx, shard) is None
+    assert usable_store(ctx, shard) is None
     assert tk.run_shard(shard, ctx)["documents_in"] == 5
-    ids_path, _ = tk.stored_paths(ctx["work"], shard.rel)
+    ids_path, _ = stored_paths(ctx["work"], shard.rel)
     count.run_shard(shard, ctx)
     pio.remove(ids_path)
-    assert tk.usable_store(ctx, shard) is None
+    assert usable_store(ctx, shard) is None
     # same size, other bytes: the content key, not the size, decides
     kept = tmp_path / "out" / "kept" / "s" / "0000.jsonl.gz"
     count.run_shard(shard, ctx)
-    assert tk.usable_store(ctx, shard) is not None
+    assert usable_store(ctx, shard) is not None
     raw = bytearray(kept.read_bytes())
     raw[-9] ^= 0xFF  # one byte of the gzip trailer's CRC: same size, other content
     kept.write_bytes(bytes(raw))
-    assert tk.usable_store(ctx, shard) is None
+    assert usable_store(ctx, shard) is None
     # other tokenizer settings (a changed mix) do not reuse ids made with the old ones
     write_docs(kept, docs[:5])
     count.run_shard(shard, ctx)
-    assert tk.usable_store(ctx, shard) is not None
+    assert usable_store(ctx, shard) is not None
     mix = json.loads(ctx["mix"])
     mix["tokenizer"]["eos_token_id"] = 0
-    assert tk.usable_store({**ctx, "mix": json.dumps(mix)}, shard) is None
+    assert usable_store({**ctx, "mix": json.dumps(mix)}, shard) is None

@@ -10,12 +10,13 @@ from ..mixfile import MixFile
 
 
 @lru_cache(maxsize=4)
-def _mix(blob: str) -> MixFile:
+def parse_mix(blob: str) -> MixFile:
+    """The run's mix from its JSON, parsed once per worker (tasks receive the JSON)."""
     return MixFile.model_validate_json(blob)
 
 
 def mix_of(ctx: dict) -> MixFile:
-    return _mix(ctx["mix"])
+    return parse_mix(ctx["mix"])
 
 
 def attributes_path(ctx: dict, name: str, shard: Shard) -> str:
@@ -55,12 +56,20 @@ class FileRejects:
                 "reject_examples": [f"{r['file']}:{r['line']}: {r['reason']}" for r in self.items[:5]]}
 
 
+def rejects_path(output: str, stage: str, rel: str) -> str:
+    """Where the bad records of one shard go: `<output>/rejects/<stage>/<rel>.jsonl`, the
+    shard's compression suffix dropped (the one rule: `Rejects` writes there, `stats` and `show`
+    read there)."""
+    base = rel
+    for suf in (".gz", ".zst", ".zstd"):
+        base = base.removesuffix(suf)
+    if not base.endswith(".jsonl"):
+        base += ".jsonl"
+    return io.join(output, "rejects", stage, base)
+
+
 class Rejects(FileRejects):
-    """The bad records of one shard of a run: `<output>/rejects/<stage>/<rel>.jsonl`."""
+    """The bad records of one shard of a run: `rejects_path(output, stage, rel)`."""
 
     def __init__(self, ctx: dict, stage: str, shard: Shard):
-        base = shard.rel
-        for suf in (".gz", ".zst", ".zstd"):
-            base = base.removesuffix(suf)
-        path = io.join(ctx["output"], "rejects", stage, base)
-        super().__init__(path if path.endswith(".jsonl") else path + ".jsonl")
+        super().__init__(rejects_path(ctx["output"], stage, shard.rel))

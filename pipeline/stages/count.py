@@ -1,8 +1,8 @@
 """Count stage (token-target mixes only): kept documents -> (u, tokens) per document, and their ids.
 
 This is where a token-target run tokenizes, once. Every kept document is read and encoded in
-the blocks the tokenize stage uses (`tokenize.encode_file`); the ids and the block table are
-kept in the run's work storage (`tokenize.store_blocks`: `_work/ids/<rel>.ids` and
+the blocks the tokenize stage uses (`tokenize_encode.encode_file`); the ids and the block table are
+kept in the run's work storage (`token_store.store_blocks`: `_work/ids/<rel>.ids` and
 `.blocks.jsonl.gz`), and the tokenize stage, once the planner has chosen the thresholds,
 samples, shuffles and writes from them without encoding again.
 
@@ -20,7 +20,8 @@ from ...core.sampling import unit_hash
 from .. import plan as plan_mod
 from ..steps import Step
 from .common import kept_path, mix_of
-from .tokenize import encode_file, source_key, store_blocks, stored_paths
+from .token_store import source_key, store_blocks, stored_paths
+from .tokenize_encode import encode_file
 
 
 def count_path(ctx: dict, shard: Shard) -> str:

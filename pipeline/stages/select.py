@@ -19,7 +19,7 @@ from ...core.runtime import Shard
 from ...dedup import kinds
 from ..filters import FilterSet, RuleErrors
 from ..steps import Step
-from .common import Rejects, attributes_path, dropped_path, kept_path, mix_of
+from .common import Rejects, attributes_path, dropped_path, kept_path, mix_of, parse_mix
 
 # documents per round trip to the filter process (filters.FilterSet.decide_many)
 BLOCK = 256
@@ -49,9 +49,7 @@ def dedup_attribute(kind: str, cfg) -> str:
 def _filterset(blob: str, source: str | None) -> FilterSet:
     """A source's filters (one helper process per worker and FilterSet). Sources without
     filters of their own share the mix-level set (source None): one helper, not one each."""
-    from .common import _mix
-
-    mix = _mix(blob)
+    mix = parse_mix(blob)
     src = next((s for s in mix.sources if s.name == source), None)
     if src is None or not (src.filters and (src.filters.include or src.filters.exclude)):
         if source is not None:
