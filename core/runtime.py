@@ -240,31 +240,29 @@ def _call(
     reset_peak_rss()
     rss_start = current_rss_mb()
     start, cpu = time.perf_counter(), time.process_time()
-    old = io.set_write_policy(policy)
-    io.begin_task_writes()
+    old = io.set_write_policy(policy)  # the task's writes and its marker's
     try:
-        out = dict(fn(*args, **kwargs) or {})
-    finally:
-        written = io.end_task_writes()
-        io.set_write_policy(old)
-    if marker is not None:
-        if input_fp is not None:
-            out["_input"] = input_fp
-        if root is not None:
-            out["_outputs"] = _recorded_outputs(root, written)
-    out["node"] = _node_id()
-    out["_rss_mb"] = round(peak_rss_mb(), 1)
-    out["_rss_start_mb"] = round(rss_start, 1)  # what the worker held before (Ray, modules, caches)
-    out["_pid"] = os.getpid()
-    out["_seconds"] = round(time.perf_counter() - start, 3)
-    out["_cpu_s"] = round(time.process_time() - cpu, 3)  # this process's CPU (its threads too)
-    release_free_memory()
-    if marker is not None:
-        old = io.set_write_policy(policy)
+        io.begin_task_writes()
         try:
-            io.write_text_atomic(marker, json.dumps(out, sort_keys=True, indent=1))
+            out = dict(fn(*args, **kwargs) or {})
         finally:
-            io.set_write_policy(old)
+            written = io.end_task_writes()
+        if marker is not None:
+            if input_fp is not None:
+                out["_input"] = input_fp
+            if root is not None:
+                out["_outputs"] = _recorded_outputs(root, written)
+        out["node"] = _node_id()
+        out["_rss_mb"] = round(peak_rss_mb(), 1)
+        out["_rss_start_mb"] = round(rss_start, 1)  # what the worker held before (Ray, modules, caches)
+        out["_pid"] = os.getpid()
+        out["_seconds"] = round(time.perf_counter() - start, 3)
+        out["_cpu_s"] = round(time.process_time() - cpu, 3)  # this process's CPU (its threads too)
+        release_free_memory()
+        if marker is not None:
+            io.write_text_atomic(marker, json.dumps(out, sort_keys=True, indent=1))
+    finally:
+        io.set_write_policy(old)
     return out
 
 

@@ -69,10 +69,9 @@ def build_manifest(mix: MixFile, shards: list[Shard], results: dict[str, dict], 
         # a rule that raised on a document (a jq type error, `error(...)`): counted per rule, never a silent "no match"
         for rule, n in sel.get("rule_errors", {}).items():
             _add(src["filtered"].setdefault("rule_errors", {}), rule, n)
-        examples = src["filtered"].setdefault("rule_error_examples", []) if sel.get("rule_error_examples") else None
-        for ex in sel.get("rule_error_examples", []):
-            if len(examples) < 5:
-                examples.append(ex)
+        if sel.get("rule_error_examples"):
+            examples = src["filtered"].setdefault("rule_error_examples", [])
+            examples.extend(sel["rule_error_examples"][: max(0, 5 - len(examples))])
         _add(src["read"], "documents", read_docs)
         _add(src["read"], "rejected", rej)
         _add(src["read"], "chars", sel["chars_in"])

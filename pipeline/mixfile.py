@@ -249,9 +249,19 @@ class MixFile(Strict):
         """Hash of everything that decides the outputs: not where inputs are read from (the
         same documents locally or on S3 give the same outputs) nor where outputs go, nor the
         resources tasks ask for."""
-        d = self.model_dump(mode="json", exclude={"output": True, "description": True, "data_root": True,
-                                                  "taggers": {"__all__": {"num_gpus"}}})
+        d = deciding_config(self.model_dump(mode="json"))
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def deciding_config(dumped: dict) -> dict:
+    """The part of a dumped mix (`model_dump(mode="json")`, or one recorded by an earlier run)
+    that decides the outputs and that `config_hash` covers: without where inputs are read from,
+    where outputs go, the description, and the GPUs tagger tasks ask for."""
+    d = {k: v for k, v in dumped.items() if k not in ("output", "description", "data_root")}
+    if "taggers" in d:
+        d["taggers"] = [{k: v for k, v in t.items() if k != "num_gpus"} if isinstance(t, dict) else t
+                        for t in d["taggers"]]
+    return d
 
 
 def _scale_value(value, where: str) -> float | str:

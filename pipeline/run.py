@@ -27,7 +27,7 @@ from ..core.runtime import fingerprint, init_ray, make_progress, map_shards
 from ..core.tokens import ARRAY_SUFFIX, INDEX_SUFFIX
 from . import stages
 from .manifest import build_manifest
-from .mixfile import MixFile, config_diff
+from .mixfile import MixFile, config_diff, deciding_config
 from .shards import discover_shards
 
 
@@ -49,7 +49,7 @@ def check_output(mix: MixFile, force: bool) -> None:
         prev_mix = recorded.get("mix", {})
         if recorded.get("config_hash") != mix.config_hash():
             if not force:
-                changed = config_diff(_deciding(prev_mix), _deciding(mix.model_dump(mode="json")))
+                changed = config_diff(deciding_config(prev_mix), deciding_config(mix.model_dump(mode="json")))
                 shown = "; ".join(changed[:8]) + (f"; and {len(changed) - 8} more" if len(changed) > 8 else "")
                 raise InputError(f"{out} holds a run of a different configuration (hash {recorded.get('config_hash')}, "
                                  f"this one {mix.config_hash()}): {shown or 'fields differ'}. Choose another --output "
@@ -65,14 +65,6 @@ def check_output(mix: MixFile, force: bool) -> None:
                   "(same configuration: shards whose input files are identical are reused)", file=sys.stderr)
     io.write_text_atomic(cfg_path, json.dumps({"config_hash": mix.config_hash(), "mix": mix.model_dump(mode="json")},
                                               indent=1, sort_keys=True))
-
-
-def _deciding(d: dict) -> dict:
-    """The part of a dumped mix that `config_hash` covers, for naming what changed."""
-    d = {k: v for k, v in d.items() if k not in ("output", "description", "data_root")}
-    d["taggers"] = [{k: v for k, v in t.items() if k != "num_gpus"} if isinstance(t, dict) else t
-                    for t in d.get("taggers", [])]
-    return d
 
 
 def work_dir(mix: MixFile, scratch: str | None = None) -> str:

@@ -43,7 +43,8 @@ def discover_shards(mix: MixFile, skipped: list[str] | None = None, identify: bo
             own = [p for p in paths if _under_any(io.normalize_path(p), exclude)]
             if own and skipped is not None:
                 skipped.extend(own)
-            paths = [p for p in paths if p not in set(own)]
+            mine = set(own)
+            paths = [p for p in paths if p not in mine]
             if not paths:
                 raise InputError(f"source {src.name!r}: documents {src.documents} match only files of this run's own "
                                  f"output ({len(own)} files under {mix.output}); narrow the glob or move the output")

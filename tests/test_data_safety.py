@@ -268,3 +268,29 @@ def test_tag_reports_rejects_on_a_rerun_and_warns_on_an_empty_file(tmp_path):
     assert first.returncode == 3 and "empty.jsonl.gz holds no documents" in first.stderr, first.stderr
     again = run_cli(*args)
     assert again.returncode == 3 and "1 bad records" in again.stderr, again.stderr
+
+
+@pytest.mark.slow
+def test_the_tokenize_command_reruns_a_changed_input_or_changed_settings(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE / "wiki", docs)
+    out = tmp_path / "tok"
+    args = ("tokenize", "--documents", str(docs / "*.jsonl.gz"), "--output", str(out), "-w", "1", "-q")
+    run_cli(*args, check=True)
+    target = docs / "0000.jsonl.gz"
+    with gzip.open(target, "rt") as f:
+        lines = f.read().splitlines()
+    with gzip.open(target, "wt") as f:
+        f.write("\n".join(lines + [json.dumps({"id": "late", "source": "wiki", "text": "A late document."})]) + "\n")
+    again = run_cli(*args, check=True)
+    assert f"{sum(1 for _ in lines) + 1 + sum(1 for _ in gzip.open(docs / '0001.jsonl.gz', 'rt')):,} documents" \
+        in again.stdout, again.stdout
+    # another seed: the markers of the first seed do not count; the bytes equal a cold run's
+    run_cli(*args, "--seed", "5", check=True)
+    cold = tmp_path / "cold"
+    run_cli("tokenize", "--documents", str(docs / "*.jsonl.gz"), "--output", str(cold), "-w", "1", "-q", "--seed", "5",
+            check=True)
+    def arrays(root: Path) -> dict[str, str]:
+        return {k: v for k, v in tree_digest(root).items() if not k.startswith("_state")}
+
+    assert arrays(out) == arrays(cold) and any(k.endswith(".npy") for k in arrays(cold))

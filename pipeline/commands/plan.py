@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ...core.io import InputError
-from .common import EXIT_OK
+from .common import EXIT_OK, workers
 
 NAME = "plan"
 HELP = "tokens each source contributes, computed from the mix file alone"
@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--measure", action="store_true",
                    help="count each source's tokens in the data (on Ray) instead of using tokens_available")
     p.add_argument("--data-root", help="with --measure: where the sources' globs point")
-    p.add_argument("--workers", "-w", type=int, help="with --measure: local Ray workers")
+    p.add_argument("--workers", "-w", type=workers, help="with --measure: local Ray workers")
     p.add_argument("--cost", action="store_true",
                    help="the bill at full scale: CPU-hours per stage and source, bytes read and written, dedup "
                         "scratch, GPU-hours to train (model and inputs: docs/COST.md)")

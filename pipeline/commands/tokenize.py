@@ -7,7 +7,7 @@ import sys
 
 from ...core import io
 from ...core.io import InputError
-from .common import EXIT_OK, EXIT_REJECTS, expand
+from .common import EXIT_OK, EXIT_REJECTS, expand, workers
 
 NAME = "tokenize"
 HELP = "tokenize documents into OLMo-ready memmaps, like `dolma tokens`"
@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto")
     p.add_argument("--max-tokens-per-file", type=int, default=512 * 1024 * 1024)
     p.add_argument("--seed", type=int, default=0, help="seed of the document-order shuffle")
-    p.add_argument("--workers", "-w", type=int)
+    p.add_argument("--workers", "-w", type=workers)
     p.add_argument("--ray-address")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(fn=main)
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def main(args: argparse.Namespace) -> int:
-    from ...core.runtime import Shard, init_ray, make_progress, map_shards
+    from ...core.runtime import Shard, fingerprint, init_ray, input_identity, make_progress, map_shards
     from ...core.tokens import choose_dtype
     from ..mixfile import BUNDLED_TOKENIZER, TokenizerConfig
     from ..stages.tokenize import load_tokenizer, run_command_shard
@@ -49,12 +49,14 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"cannot load tokenizer {tcfg.path!r}: {e}") from None
     choose_dtype(tok.get_vocab_size(with_added_tokens=True), tcfg.dtype)  # refuse a too-small dtype early
     paths = expand(args.documents)
-    shards = [Shard("", i, p, f"{i:06d}") for i, p in enumerate(paths)]
+    # a done marker counts only for the same input file and the same tokenizer settings and seed
+    shards = [Shard("", i, p, f"{i:06d}", ident=input_identity(p)) for i, p in enumerate(paths)]
     out = args.output if io.is_remote(args.output) else os.path.abspath(args.output)
     init_ray(args.workers, args.ray_address)
     ctx = {"output": out, "tokenizer": tcfg.model_dump(), "seed": args.seed}
     with make_progress(not args.quiet) as prog:
-        res = map_shards("tokenize", run_command_shard, shards, ctx, prog)
+        res = map_shards("tokenize", run_command_shard, shards, ctx, prog,
+                         upstream=fingerprint(ctx["tokenizer"], ctx["seed"]))
     tokens = sum(r["tokens"] for r in res.values())
     docs = sum(r["documents_out"] for r in res.values())
     empty = sum(r["empty"] for r in res.values())
